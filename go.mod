@@ -1,0 +1,3 @@
+module registrar
+
+go 1.26.8
