@@ -1,0 +1,220 @@
+// Package authn establishes who is calling: API clients by OAuth2 client credentials
+// (RFC 6749 section 4.4) exchanged for short-lived signed access tokens, and people by
+// bearer tokens from the district's OpenID Connect provider (verified against its
+// JWKS) or from registrar's own local issuer (`registrar tokens issue`).
+//
+// Tokens are JWTs signed and verified with Tink: the algorithm is fixed by the key, so
+// "alg: none" and HMAC-with-a-public-key confusion cannot verify. A client's token is
+// checked against the client's current row on every request, so revoking a client
+// ends its tokens at once. No passwords are stored; client secrets are kept only as
+// SHA-256 hashes of 256-bit random values.
+//
+// authn imports records, authz (for Principal) and vault; never the store.
+package authn
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tink-crypto/tink-go/v2/jwt"
+
+	"registrar/authz"
+	"registrar/records"
+	"registrar/vault"
+)
+
+// Issuer and audience of registrar's own tokens.
+const (
+	LocalIssuer   = "urn:registrar:local"
+	LocalAudience = "urn:registrar:api"
+)
+
+// Clients is what authn needs from the store.
+type Clients interface {
+	Client(ctx context.Context, id string) (records.Client, error)
+	UserByClaim(ctx context.Context, claim, value string) (string, error)
+}
+
+// Authenticator issues and verifies tokens.
+type Authenticator struct {
+	clients  Clients
+	signer   jwt.Signer
+	verifier jwt.Verifier
+	ttl      time.Duration
+	now      func() time.Time
+	oidc     *OIDC
+}
+
+// New builds an Authenticator over the vault's JWT key. oidc may be nil.
+func New(c Clients, v *vault.Vault, ttl time.Duration, oidc *OIDC) (*Authenticator, error) {
+	ver, err := jwt.NewVerifier(v.JWTPublic())
+	if err != nil {
+		return nil, fmt.Errorf("authn: verifier: %w", err)
+	}
+	return &Authenticator{clients: c, signer: v.JWTSigner(), verifier: ver, ttl: ttl, now: time.Now, oidc: oidc}, nil
+}
+
+// OAuthError is an RFC 6749 section 5.2 error.
+type OAuthError struct {
+	Code        string // invalid_request, invalid_client, invalid_grant, unauthorized_client, unsupported_grant_type, invalid_scope
+	Description string
+	Status      int
+}
+
+func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
+
+// NewSecret returns a new client secret and its stored hash.
+func NewSecret() (secret string, hash []byte) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("authn: no randomness: " + err.Error())
+	}
+	secret = base64.RawURLEncoding.EncodeToString(b[:])
+	return secret, HashSecret(secret)
+}
+
+// HashSecret is how a client secret is stored.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte("registrar/client-secret/v1\x00" + secret))
+	return h[:]
+}
+
+// Token is an issued access token.
+type Token struct {
+	AccessToken string
+	ExpiresIn   int
+	Scope       string
+}
+
+// IssueClientToken checks a client's credentials and requested scopes and issues a
+// token. An empty request grants every scope the client holds.
+func (a *Authenticator) IssueClientToken(ctx context.Context, clientID, secret, scope string) (Token, error) {
+	invalidClient := &OAuthError{Code: "invalid_client", Description: "client authentication failed", Status: 401}
+	if clientID == "" || secret == "" {
+		return Token{}, invalidClient
+	}
+	c, err := a.clients.Client(ctx, clientID)
+	if records.IsNotFound(err) {
+		HashSecret(secret) // same work as a real check: no timing oracle on client ids
+		return Token{}, invalidClient
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	if subtle.ConstantTimeCompare(HashSecret(secret), c.SecretHash) != 1 || c.RevokedAt != nil {
+		return Token{}, invalidClient
+	}
+	granted := c.Scopes
+	if strings.TrimSpace(scope) != "" {
+		granted = nil
+		for _, s := range strings.Fields(scope) {
+			full, known := authz.ExpandScope(s)
+			if !known || !slices.Contains(c.Scopes, full) {
+				return Token{}, &OAuthError{Code: "invalid_scope", Description: fmt.Sprintf("scope %q is unknown or not granted to this client", clip(s)), Status: 400}
+			}
+			if !slices.Contains(granted, full) {
+				granted = append(granted, full)
+			}
+		}
+	}
+	now := a.now()
+	exp := now.Add(a.ttl)
+	iss, aud, sub, jti := LocalIssuer, LocalAudience, "client:"+c.ID, vault.RandomID()
+	raw, err := jwt.NewRawJWT(&jwt.RawJWTOptions{
+		Issuer: &iss, Audience: &aud, Subject: &sub, JWTID: &jti, IssuedAt: &now, ExpiresAt: &exp,
+		CustomClaims: map[string]any{"scope": strings.Join(granted, " "), "client_id": c.ID},
+	})
+	if err != nil {
+		return Token{}, fmt.Errorf("authn: build token: %w", err)
+	}
+	tok, err := a.signer.SignAndEncode(raw)
+	if err != nil {
+		return Token{}, fmt.Errorf("authn: sign token: %w", err)
+	}
+	return Token{AccessToken: tok, ExpiresIn: int(a.ttl / time.Second), Scope: strings.Join(granted, " ")}, nil
+}
+
+// IssueUserToken mints a short-lived token for a roster user, signed by the local key
+// (for local use and tests; production people come through the district's OIDC).
+func (a *Authenticator) IssueUserToken(userID string, ttl time.Duration) (string, error) {
+	now := a.now()
+	exp := now.Add(ttl)
+	iss, aud, sub, jti := LocalIssuer, LocalAudience, "user:"+userID, vault.RandomID()
+	raw, err := jwt.NewRawJWT(&jwt.RawJWTOptions{Issuer: &iss, Audience: &aud, Subject: &sub, JWTID: &jti, IssuedAt: &now, ExpiresAt: &exp})
+	if err != nil {
+		return "", fmt.Errorf("authn: build token: %w", err)
+	}
+	return a.signer.SignAndEncode(raw)
+}
+
+// ErrUnauthenticated is returned for every bad token: the reason is logged, not shown.
+type ErrUnauthenticated struct{ Reason string }
+
+func (e *ErrUnauthenticated) Error() string { return "unauthenticated: " + e.Reason }
+
+// Authenticate verifies a bearer token and returns its principal.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (*authz.Principal, error) {
+	if token == "" {
+		return nil, &ErrUnauthenticated{"no bearer token"}
+	}
+	iss, aud := LocalIssuer, LocalAudience
+	val, err := jwt.NewValidator(&jwt.ValidatorOpts{ExpectedIssuer: &iss, ExpectedAudience: &aud, FixedNow: a.now()})
+	if err != nil {
+		return nil, fmt.Errorf("authn: validator: %w", err)
+	}
+	vt, err := a.verifier.VerifyAndDecode(token, val)
+	if err != nil {
+		if a.oidc != nil {
+			return a.oidc.authenticate(ctx, token, a.clients)
+		}
+		return nil, &ErrUnauthenticated{"token does not verify: " + err.Error()}
+	}
+	sub, err := vt.Subject()
+	if err != nil {
+		return nil, &ErrUnauthenticated{"token has no subject"}
+	}
+	switch {
+	case strings.HasPrefix(sub, "client:"):
+		c, err := a.clients.Client(ctx, strings.TrimPrefix(sub, "client:"))
+		if records.IsNotFound(err) {
+			return nil, &ErrUnauthenticated{"client no longer exists"}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if c.RevokedAt != nil {
+			return nil, &ErrUnauthenticated{"client revoked"}
+		}
+		scope, _ := vt.StringClaim("scope")
+		var scopes []string
+		for _, s := range strings.Fields(scope) {
+			if slices.Contains(c.Scopes, s) { // a scope removed from the client since issue no longer counts
+				scopes = append(scopes, s)
+			}
+		}
+		return &authz.Principal{Kind: "client", ID: c.ID, ClientID: c.ID, Name: c.Name, Scopes: scopes, Orgs: c.Orgs, LegalBasis: c.LegalBasis, Purpose: c.Purpose}, nil
+	case strings.HasPrefix(sub, "user:"):
+		return &authz.Principal{Kind: "user", ID: strings.TrimPrefix(sub, "user:"), LegalBasis: "person"}, nil
+	}
+	return nil, &ErrUnauthenticated{"token subject is of an unknown kind"}
+}
+
+// JWKS returns the public keys of the local issuer as a JWK set.
+func JWKS(v *vault.Vault) ([]byte, error) {
+	return jwt.JWKSetFromPublicKeysetHandle(v.JWTPublic())
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return strings.ToValidUTF8(s, "?")
+}

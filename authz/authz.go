@@ -1,0 +1,257 @@
+// Package authz decides what each principal may see and do, in one place, as data.
+//
+// A principal (an API client or a person) is resolved once per request into a Scope:
+// the relationships that give it a legitimate educational interest (the classes a
+// teacher teaches, the schools an administrator runs, the children of a parent who are
+// not yet eligible students, the orgs a vendor serves). The Scope then yields, for
+// each entity, a SQL predicate that the store joins into every query, so lists,
+// counts and nested paths see exactly the rows the principal may see; and, for each
+// field, whether the principal may read it. The rules are the table in policy.go.
+//
+// authz imports records only; it reaches the database through the small Directory
+// interface, implemented by the store.
+package authz
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"registrar/records"
+)
+
+// OneRoster 1.2 scope URIs.
+const (
+	ScopePrefix         = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
+	RosterReadonly      = ScopePrefix + "roster.readonly"
+	RosterCoreReadonly  = ScopePrefix + "roster-core.readonly"
+	RosterDemographics  = ScopePrefix + "roster-demographics.readonly"
+	GradebookReadonly   = ScopePrefix + "gradebook.readonly"
+	GradebookCore       = ScopePrefix + "gradebook-core.readonly"
+	GradebookCreatePut  = ScopePrefix + "gradebook.createput"
+	GradebookCreatePost = ScopePrefix + "gradebook.createpost"
+	GradebookDelete     = ScopePrefix + "gradebook.delete"
+	AssessmentReadonly  = ScopePrefix + "assessment.readonly"
+	AssessmentCreatePut = ScopePrefix + "assessment.createput"
+	AssessmentDelete    = ScopePrefix + "assessment.delete"
+	AdminScope          = "https://registrar.invalid/scope/admin" // registrar's own: imports, exports, audit
+)
+
+// AllScopes lists every scope a client can be granted.
+var AllScopes = []string{RosterReadonly, RosterCoreReadonly, RosterDemographics, GradebookReadonly, GradebookCore,
+	GradebookCreatePut, GradebookCreatePost, GradebookDelete, AssessmentReadonly, AssessmentCreatePut, AssessmentDelete, AdminScope}
+
+// ExpandScope accepts a full scope URI or its short name ("roster.readonly").
+func ExpandScope(s string) (string, bool) {
+	if !strings.HasPrefix(s, "https://") {
+		if s == "admin" {
+			s = AdminScope
+		} else {
+			s = ScopePrefix + s
+		}
+	}
+	return s, slices.Contains(AllScopes, s)
+}
+
+// Legal bases under 34 CFR 99.31(a) for API clients.
+const (
+	BasisSchoolOfficial = "school-official" // 99.31(a)(1): needs a contract reference for a vendor
+	BasisStudiesAudit   = "audit-evaluation"
+	BasisStudies        = "studies"
+	BasisConsent        = "consent"
+	BasisDirectory      = "directory-information"
+	BasisTransfer       = "transfer"
+)
+
+// LegalBases lists the bases a client can be registered under.
+var LegalBases = []string{BasisSchoolOfficial, BasisStudiesAudit, BasisStudies, BasisConsent, BasisDirectory, BasisTransfer}
+
+// Principal is who is asking, as authenticated.
+type Principal struct {
+	Kind       string // "client" or "user"
+	ID         string // client id, or the user's sourcedId
+	ClientID   string // the client through which a user came, if any
+	Name       string
+	Scopes     []string
+	Orgs       []string // a client's orgs
+	LegalBasis string
+	Purpose    string
+}
+
+// Has reports whether the principal holds scope.
+func (p *Principal) Has(scope string) bool { return slices.Contains(p.Scopes, scope) }
+
+// Directory is the data authz needs to resolve a principal.
+type Directory interface {
+	// User returns a user's roles (and whether it exists and is enabled).
+	UserRoles(ctx context.Context, id string) (roles []records.Role, enabled bool, err error)
+	// Agents returns the users linked to id as agents, in either direction.
+	Agents(ctx context.Context, id string) ([]string, error)
+	// Birth returns a student's birth date ("" if unknown) and grades.
+	Birth(ctx context.Context, id string) (birthDate string, grades []string, err error)
+	// Roots returns, of orgs, those that have no parent (districts and above) and,
+	// for the others, all their descendants.
+	ExpandOrgs(ctx context.Context, orgs []string) (all []string, root bool, err error)
+}
+
+// Scope is a resolved principal: what it may see.
+type Scope struct {
+	P *Principal
+	// Unrestricted is district-wide (a district administrator or a district client).
+	Unrestricted bool
+	Orgs         []string // schools (and their district) the principal covers
+	Teacher      string   // user id: sees the classes they teach
+	Students     []string // explicit student ids (a parent's minor children; a student's self)
+	Self         string
+	// Eligible lists the principal's children who are eligible students: shown so that
+	// the API can say why access ended.
+	Eligible []string
+	kinds    map[string]bool // role classes held
+	deny     bool
+}
+
+// Role classes.
+const (
+	classDistrict = "district"
+	classSchool   = "school"
+	classTeacher  = "teacher"
+	classGuardian = "guardian"
+	classStudent  = "student"
+)
+
+var roleClass = map[string]string{
+	"districtAdministrator": classDistrict,
+	"systemAdministrator":   classDistrict,
+	"siteAdministrator":     classSchool,
+	"principal":             classSchool,
+	"counselor":             classSchool,
+	"teacher":               classTeacher,
+	"aide":                  classTeacher,
+	"proctor":               classTeacher,
+	"parent":                classGuardian,
+	"guardian":              classGuardian,
+	"relative":              classGuardian,
+	"student":               classStudent,
+}
+
+// Resolve turns a principal into its scope, as of today in loc.
+func Resolve(ctx context.Context, dir Directory, p *Principal, today time.Time) (*Scope, error) {
+	s := &Scope{P: p, kinds: map[string]bool{}}
+	if p.Kind == "client" {
+		all, root, err := dir.ExpandOrgs(ctx, p.Orgs)
+		if err != nil {
+			return nil, err
+		}
+		s.Unrestricted, s.Orgs = root, all
+		s.kinds[classSchool] = true
+		return s, nil
+	}
+	roles, enabled, err := dir.UserRoles(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !enabled {
+		s.deny = true
+		return s, nil
+	}
+	var orgs []string
+	for _, r := range roles {
+		if !activeOn(r, today) {
+			continue
+		}
+		c := roleClass[r.Role]
+		if c == "" {
+			continue
+		}
+		s.kinds[c] = true
+		switch c {
+		case classDistrict, classSchool:
+			orgs = append(orgs, r.Org)
+		case classTeacher:
+			s.Teacher = p.ID
+		case classStudent:
+			s.Self = p.ID
+			s.Students = append(s.Students, p.ID)
+		}
+	}
+	if s.kinds[classGuardian] {
+		kids, err := dir.Agents(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, kid := range kids {
+			kr, _, err := dir.UserRoles(ctx, kid)
+			if err != nil {
+				return nil, err
+			}
+			if !hasRole(kr, "student") {
+				continue
+			}
+			birth, grades, err := dir.Birth(ctx, kid)
+			if err != nil {
+				return nil, err
+			}
+			if Eligible(birth, grades, today) {
+				s.Eligible = append(s.Eligible, kid)
+				continue
+			}
+			s.Students = append(s.Students, kid)
+		}
+	}
+	if len(orgs) > 0 {
+		all, root, err := dir.ExpandOrgs(ctx, orgs)
+		if err != nil {
+			return nil, err
+		}
+		s.Orgs = all
+		if root && s.kinds[classDistrict] {
+			s.Unrestricted = true
+		}
+	}
+	if len(s.kinds) == 0 {
+		s.deny = true
+	}
+	return s, nil
+}
+
+func hasRole(roles []records.Role, role string) bool {
+	for _, r := range roles {
+		if r.Role == role {
+			return true
+		}
+	}
+	return false
+}
+
+func activeOn(r records.Role, today time.Time) bool {
+	d := today.Format(time.DateOnly)
+	if r.BeginDate != "" && d < r.BeginDate {
+		return false
+	}
+	if r.EndDate != "" && d > r.EndDate {
+		return false
+	}
+	return true
+}
+
+// Eligible reports whether a student is an eligible student under 34 CFR 99.3: 18 or
+// older on today (a date in the district's time zone), or attending postsecondary.
+// A birthday of Feb 29 is reached on Mar 1 in non-leap years.
+func Eligible(birthDate string, grades []string, today time.Time) bool {
+	for _, g := range grades {
+		if g == "PS" || g == "13" {
+			return true
+		}
+	}
+	b, err := records.ParseDate(birthDate)
+	if err != nil {
+		return false
+	}
+	y, m, d := today.Date()
+	age := y - b.Year()
+	if m < b.Month() || m == b.Month() && d < b.Day() {
+		age--
+	}
+	return age >= 18
+}

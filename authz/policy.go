@@ -1,0 +1,295 @@
+package authz
+
+import (
+	"strings"
+
+	"registrar/records"
+)
+
+// The policy: for each entity, which rows each class of principal sees, as SQL over
+// the entity's table (alias t). Placeholders, all bound:
+//
+//	{O}  the principal's orgs (schools, and their district)       IN-list
+//	{C}  the classes the teacher teaches (active enrollments)     subquery, binds the teacher id
+//	{S}  the explicit students (a parent's minor children, self)  IN-list
+//	{SC} the classes of those students                            subquery over {S}
+//	{U}  the principal's own user id
+//
+// An empty cell means "nothing". Unrestricted principals see every row. A principal
+// with several classes (a teacher who is also a parent) sees the union.
+var policy = map[string]map[string]string{
+	"org": {
+		classSchool:   "t.sourced_id IN {O} OR t.sourced_id IN (SELECT o.parent_id FROM orgs o WHERE o.sourced_id IN {O})",
+		classTeacher:  "t.sourced_id IN (SELECT r.org_id FROM user_roles r WHERE r.user_id = {U}) OR t.sourced_id IN (SELECT o.parent_id FROM orgs o JOIN user_roles r ON r.org_id = o.sourced_id WHERE r.user_id = {U})",
+		classGuardian: "t.sourced_id IN (SELECT r.org_id FROM user_roles r WHERE r.user_id IN {S})",
+		classStudent:  "t.sourced_id IN (SELECT r.org_id FROM user_roles r WHERE r.user_id = {U})",
+	},
+	"academicSession": {classSchool: "1=1", classTeacher: "1=1", classGuardian: "1=1", classStudent: "1=1"},
+	"category":        {classSchool: "1=1", classTeacher: "1=1", classGuardian: "1=1", classStudent: "1=1"},
+	"resource":        {classSchool: "1=1", classTeacher: "1=1"},
+	"course": {
+		classSchool:   "t.org_id IN {O} OR t.org_id IN (SELECT o.parent_id FROM orgs o WHERE o.sourced_id IN {O})",
+		classTeacher:  "t.sourced_id IN (SELECT c.course_id FROM classes c WHERE c.sourced_id IN {C})",
+		classGuardian: "t.sourced_id IN (SELECT c.course_id FROM classes c WHERE c.sourced_id IN {SC})",
+		classStudent:  "t.sourced_id IN (SELECT c.course_id FROM classes c WHERE c.sourced_id IN {SC})",
+	},
+	"class": {
+		classSchool:   "t.school_id IN {O}",
+		classTeacher:  "t.sourced_id IN {C}",
+		classGuardian: "t.sourced_id IN {SC}",
+		classStudent:  "t.sourced_id IN {SC}",
+	},
+	"user": {
+		classSchool:   "t.sourced_id IN (SELECT r.user_id FROM user_roles r WHERE r.org_id IN {O})",
+		classTeacher:  "t.sourced_id = {U} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {C} AND e.status = 'active')",
+		classGuardian: "t.sourced_id = {U} OR t.sourced_id IN {S} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {SC} AND e.role = 'teacher' AND e.status = 'active')",
+		classStudent:  "t.sourced_id = {U} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {SC} AND e.role = 'teacher' AND e.status = 'active')",
+	},
+	// Demographics: administrators and counselors of the student's school; a parent for
+	// a minor child; the student. Teachers do not see demographics: a legitimate
+	// educational interest in a class roster does not extend to race or birthplace.
+	"demographics": {
+		classSchool:   "t.sourced_id IN (SELECT r.user_id FROM user_roles r WHERE r.org_id IN {O})",
+		classGuardian: "t.sourced_id IN {S}",
+		classStudent:  "t.sourced_id = {U}",
+	},
+	"enrollment": {
+		classSchool:   "t.school_id IN {O}",
+		classTeacher:  "t.class_id IN {C}",
+		classGuardian: "t.user_id IN {S}",
+		classStudent:  "t.user_id = {U}",
+	},
+	"lineItem": {
+		classSchool:   "t.school_id IN {O}",
+		classTeacher:  "t.class_id IN {C}",
+		classGuardian: "t.class_id IN {SC}",
+		classStudent:  "t.class_id IN {SC}",
+	},
+	"scoreScale": {
+		classSchool:   "t.class_id IN (SELECT c.sourced_id FROM classes c WHERE c.school_id IN {O})",
+		classTeacher:  "t.class_id IN {C}",
+		classGuardian: "t.class_id IN {SC}",
+		classStudent:  "t.class_id IN {SC}",
+	},
+	"result": {
+		classSchool:   "t.line_item_id IN (SELECT l.sourced_id FROM line_items l WHERE l.school_id IN {O})",
+		classTeacher:  "t.line_item_id IN (SELECT l.sourced_id FROM line_items l WHERE l.class_id IN {C})",
+		classGuardian: "t.student_id IN {S}",
+		classStudent:  "t.student_id = {U}",
+	},
+	"assessmentLineItem": {
+		classSchool:   "t.class_id IS NULL OR t.class_id IN (SELECT c.sourced_id FROM classes c WHERE c.school_id IN {O})",
+		classTeacher:  "t.class_id IN {C}",
+		classGuardian: "t.class_id IN {SC}",
+		classStudent:  "t.class_id IN {SC}",
+	},
+	"assessmentResult": {
+		classSchool:   "t.student_id IN (SELECT r.user_id FROM user_roles r WHERE r.org_id IN {O})",
+		classTeacher:  "t.student_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {C} AND e.role = 'student' AND e.status = 'active')",
+		classGuardian: "t.student_id IN {S}",
+		classStudent:  "t.student_id = {U}",
+	},
+}
+
+// writable says which classes of person may write each gradebook entity (within
+// their row scope). Clients write with the gradebook/assessment write scopes.
+var writable = map[string][]string{
+	"lineItem":           {classTeacher, classSchool},
+	"result":             {classTeacher, classSchool},
+	"category":           {classSchool},
+	"scoreScale":         {classTeacher, classSchool},
+	"assessmentLineItem": {classSchool},
+	"assessmentResult":   {classTeacher, classSchool},
+}
+
+// Deny is the predicate that matches nothing.
+var Deny = records.Predicate{SQL: "1=0"}
+
+// Rows returns the predicate that limits entity e to what the scope may see.
+func (s *Scope) Rows(e *records.Entity) records.Predicate {
+	if s.deny {
+		return Deny
+	}
+	if s.Unrestricted {
+		return records.Predicate{}
+	}
+	cells := policy[e.Name]
+	var parts []string
+	var args []any
+	for _, class := range []string{classSchool, classTeacher, classGuardian, classStudent} {
+		if !s.kinds[class] {
+			continue
+		}
+		tmpl := cells[class]
+		if tmpl == "" {
+			continue
+		}
+		sql, a, ok := s.expand(tmpl)
+		if !ok {
+			continue
+		}
+		parts = append(parts, "("+sql+")")
+		args = append(args, a...)
+	}
+	if len(parts) == 0 {
+		return Deny
+	}
+	return records.Predicate{SQL: strings.Join(parts, " OR "), Args: args}
+}
+
+// expand fills a policy template. It returns ok=false when a set it needs is empty
+// (the cell then matches nothing, and is left out).
+func (s *Scope) expand(tmpl string) (string, []any, bool) {
+	var b strings.Builder
+	var args []any
+	for {
+		i := strings.IndexByte(tmpl, '{')
+		if i < 0 {
+			b.WriteString(tmpl)
+			break
+		}
+		j := strings.IndexByte(tmpl[i:], '}')
+		b.WriteString(tmpl[:i])
+		name := tmpl[i+1 : i+j]
+		tmpl = tmpl[i+j+1:]
+		switch name {
+		case "O":
+			if len(s.Orgs) == 0 {
+				return "", nil, false
+			}
+			b.WriteString(inList(len(s.Orgs)))
+			for _, o := range s.Orgs {
+				args = append(args, o)
+			}
+		case "S":
+			if len(s.Students) == 0 {
+				return "", nil, false
+			}
+			b.WriteString(inList(len(s.Students)))
+			for _, o := range s.Students {
+				args = append(args, o)
+			}
+		case "SC":
+			if len(s.Students) == 0 {
+				return "", nil, false
+			}
+			b.WriteString("(SELECT sc.class_id FROM enrollments sc WHERE sc.user_id IN " + inList(len(s.Students)) + " AND sc.status = 'active')")
+			for _, o := range s.Students {
+				args = append(args, o)
+			}
+		case "C":
+			if s.Teacher == "" {
+				return "", nil, false
+			}
+			b.WriteString("(SELECT tc.class_id FROM enrollments tc WHERE tc.user_id = ? AND tc.role IN ('teacher', 'administrator', 'proctor') AND tc.status = 'active')")
+			args = append(args, s.Teacher)
+		case "U":
+			if s.P.Kind != "user" {
+				return "", nil, false
+			}
+			b.WriteString("?")
+			args = append(args, s.P.ID)
+		}
+	}
+	return b.String(), args, true
+}
+
+func inList(n int) string {
+	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
+}
+
+// Hidden reports whether the scope may not read field f of its entity. Clients need
+// the demographics scope for demographics; everything else is row-level.
+func (s *Scope) Hidden(e *records.Entity, f *records.Field) bool {
+	return false
+}
+
+// CanRead reports whether the scope may read entity e at all (the OneRoster scopes
+// of a client; people read per the policy table).
+func (s *Scope) CanRead(e *records.Entity) bool {
+	if s.deny {
+		return false
+	}
+	if s.P.Kind == "client" {
+		switch e.Service {
+		case "rostering", "resources":
+			if e == records.Demographics {
+				return s.P.Has(RosterDemographics)
+			}
+			return s.P.Has(RosterReadonly) || s.P.Has(RosterCoreReadonly)
+		case "gradebook":
+			if e == records.AssessmentLineItem || e == records.AssessmentResult {
+				return s.P.Has(AssessmentReadonly)
+			}
+			return s.P.Has(GradebookReadonly) || s.P.Has(GradebookCore)
+		}
+		return false
+	}
+	if s.Unrestricted {
+		return true
+	}
+	cells := policy[e.Name]
+	for class := range s.kinds {
+		if cells[class] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Write actions.
+const (
+	WritePut    = "put"
+	WritePost   = "post"
+	WriteDelete = "delete"
+)
+
+// CanWrite reports whether the scope may write entity e with action (rows are then
+// limited by Rows, like reads).
+func (s *Scope) CanWrite(e *records.Entity, action string) bool {
+	if s.deny {
+		return false
+	}
+	if s.P.Kind == "client" {
+		assessment := e == records.AssessmentLineItem || e == records.AssessmentResult
+		switch action {
+		case WritePut:
+			if assessment {
+				return s.P.Has(AssessmentCreatePut)
+			}
+			return s.P.Has(GradebookCreatePut)
+		case WritePost:
+			return !assessment && s.P.Has(GradebookCreatePost)
+		case WriteDelete:
+			if assessment {
+				return s.P.Has(AssessmentDelete)
+			}
+			return s.P.Has(GradebookDelete)
+		}
+		return false
+	}
+	if s.Unrestricted {
+		return true
+	}
+	for _, class := range writable[e.Name] {
+		if s.kinds[class] {
+			return true
+		}
+	}
+	return false
+}
+
+// Admin reports whether the scope may run registrar's administrative operations
+// (imports, exports, the audit trail).
+func (s *Scope) Admin() bool {
+	if s.deny {
+		return false
+	}
+	if s.P.Kind == "client" {
+		return s.P.Has(AdminScope) && s.Unrestricted
+	}
+	return s.Unrestricted && s.kinds[classDistrict]
+}
+
+// Denied reports whether the principal has no standing at all (disabled user, no roles).
+func (s *Scope) Denied() bool { return s.deny }

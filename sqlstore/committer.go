@@ -1,0 +1,266 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"registrar/audit"
+	"registrar/records"
+)
+
+// Tx is a write transaction handed to a write function. Everything done through it,
+// including the audit events it adds, commits together or not at all.
+type Tx struct {
+	s      *Store
+	tx     *sql.Tx
+	events []audit.Event
+	now    time.Time
+}
+
+// Audit adds an event to be appended, in this transaction, to the audit chain.
+func (t *Tx) Audit(e audit.Event) { t.events = append(t.events, e) }
+
+// Now is the transaction's timestamp: every row it writes carries the same one.
+func (t *Tx) Now() time.Time { return t.now }
+
+func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.s.d.rebind(q), args...)
+}
+
+func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.s.d.rebind(q), args...)
+}
+
+func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.s.d.rebind(q), args...)
+}
+
+type commitReq struct {
+	ctx    context.Context
+	fn     func(context.Context, *Tx) error
+	events []audit.Event
+	done   chan error
+}
+
+// committer owns the write connection and this instance's audit chain head. It takes
+// requests from many goroutines, runs them in one transaction (each under its own
+// savepoint, so one failing request does not undo its neighbours) and answers all of
+// them after the single COMMIT. A write is acknowledged only once it is durable, and
+// so is every read's audit event.
+type committer struct {
+	s     *Store
+	chain string
+	seq   int64
+	head  []byte
+
+	reqs chan *commitReq
+	quit chan struct{}
+	wg   sync.WaitGroup
+
+	maxBatch int
+}
+
+func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
+	c := &committer{s: s, chain: chain, reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
+	if err := c.loadHead(ctx); err != nil {
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.run()
+	return c, nil
+}
+
+func (c *committer) loadHead(ctx context.Context) error {
+	var seq sql.NullInt64
+	var hash []byte
+	err := c.s.w.QueryRowContext(ctx, c.s.d.rebind("SELECT seq, hash FROM audit_events WHERE chain = ? ORDER BY seq DESC LIMIT 1"), c.chain).Scan(&seq, &hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		c.seq, c.head = 0, audit.Genesis
+	case err != nil:
+		return fmt.Errorf("sqlstore: read audit chain head: %w", err)
+	default:
+		c.seq, c.head = seq.Int64, hash
+	}
+	return nil
+}
+
+func (c *committer) stop() {
+	close(c.quit)
+	c.wg.Wait()
+}
+
+// ErrClosed is returned for writes submitted after Close.
+var ErrClosed = &records.Error{Code: records.Unavailable, Message: "the server is shutting down"}
+
+// Write runs fn in a write transaction together with events, and returns once the
+// transaction is durable (or has failed). fn may be nil for an audit-only write.
+func (s *Store) Write(ctx context.Context, fn func(context.Context, *Tx) error, events ...audit.Event) error {
+	r := &commitReq{ctx: ctx, fn: fn, events: events, done: make(chan error, 1)}
+	select {
+	case s.commit.reqs <- r:
+	case <-s.commit.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-s.commit.quit:
+		// The committer finishes the batch in hand before it stops; wait for the answer.
+		return <-r.done
+	}
+}
+
+// Audit makes events durable, then returns: reads call it before they respond.
+func (s *Store) Audit(ctx context.Context, events ...audit.Event) error {
+	return s.Write(ctx, nil, events...)
+}
+
+func (c *committer) run() {
+	defer c.wg.Done()
+	batch := make([]*commitReq, 0, c.maxBatch)
+	for {
+		select {
+		case <-c.quit:
+			// Drain what was already queued so no caller waits forever.
+			for {
+				select {
+				case r := <-c.reqs:
+					batch = append(batch, r)
+					if len(batch) == c.maxBatch {
+						c.runBatch(batch)
+						batch = batch[:0]
+					}
+				default:
+					if len(batch) > 0 {
+						c.runBatch(batch)
+					}
+					return
+				}
+			}
+		case r := <-c.reqs:
+			batch = append(batch[:0], r)
+		fill:
+			for len(batch) < c.maxBatch {
+				select {
+				case r := <-c.reqs:
+					batch = append(batch, r)
+				default:
+					break fill
+				}
+			}
+			c.runBatch(batch)
+		}
+	}
+}
+
+func (c *committer) runBatch(batch []*commitReq) {
+	errs := make([]error, len(batch))
+	err := c.runBatchTx(batch, errs)
+	for i, r := range batch {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- errs[i]
+		}
+	}
+}
+
+// runBatchTx returns a batch-wide error (commit failed: nothing of the batch is
+// durable) or nil with per-request errors in errs.
+func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
+	ctx := context.Background() // a caller giving up must not abort its neighbours' commit
+	seq, head := c.seq, c.head
+	defer func() {
+		if err != nil {
+			c.seq, c.head = seq, head // nothing was committed: the head stays where it was
+			c.s.log.Error("commit failed", "err", err, "batch", len(batch))
+			err = &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
+		}
+	}()
+	tx, err := c.s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	now := c.s.now().UTC()
+	single := len(batch) == 1
+	for i, r := range batch {
+		if r.ctx.Err() != nil && r.fn != nil {
+			errs[i] = r.ctx.Err()
+			continue
+		}
+		t := &Tx{s: c.s, tx: tx, now: now, events: append([]audit.Event(nil), r.events...)}
+		if r.fn != nil {
+			if !single {
+				if _, err := tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
+					return fmt.Errorf("savepoint: %w", err)
+				}
+			}
+			if ferr := c.safeCall(r, t); ferr != nil {
+				errs[i] = ferr
+				if single {
+					return nil // the deferred rollback undoes it; nothing else is in the batch
+				}
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT req"); err != nil {
+					return fmt.Errorf("rollback to savepoint: %w", err)
+				}
+				if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT req"); err != nil {
+					return fmt.Errorf("release savepoint: %w", err)
+				}
+				continue
+			}
+			if !single {
+				if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT req"); err != nil {
+					return fmt.Errorf("release savepoint: %w", err)
+				}
+			}
+		}
+		for j := range t.events {
+			if err := c.append(ctx, tx, &t.events[j], now); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (c *committer) safeCall(r *commitReq, t *Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.log.Error("panic in write", "panic", fmt.Sprint(p))
+			err = &records.Error{Code: records.Internal, Message: "internal error"}
+		}
+	}()
+	return r.fn(r.ctx, t)
+}
+
+func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now time.Time) error {
+	c.seq++
+	e.Chain, e.Seq = c.chain, c.seq
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	body := e.Canonical()
+	hash := audit.Link(c.head, body)
+	if _, err := tx.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+		c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash); err != nil {
+		return fmt.Errorf("append audit event: %w", err)
+	}
+	for _, st := range e.Students {
+		if _, err := tx.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_students (chain, seq, student_id) VALUES (?, ?, ?)"), c.chain, c.seq, st); err != nil {
+			return fmt.Errorf("index audit event: %w", err)
+		}
+	}
+	c.head = hash
+	return nil
+}

@@ -1,0 +1,212 @@
+// Package sqlstore keeps registrar's records in SQLite (embedded default) or
+// PostgreSQL, behind one set of methods.
+//
+// Tables and queries are derived from the entity descriptions in records: one table per
+// entity, one column per plain field, a sealed column holding the sensitive fields
+// encrypted under the data subject's key (vault), blind-index columns for the sensitive
+// fields that can be searched by equality, and link tables for lists of references.
+//
+// Every write goes through one committer per instance that batches concurrent requests
+// into one transaction (group commit): each request's rows, its change-log entries and
+// its audit events commit together or not at all, and reads' audit events become
+// durable before the response leaves. Reads run in their own read-only transaction on a
+// pool of connections, with the caller's authorization scope joined into the SQL.
+//
+// sqlstore imports records, audit, the query grammar and the vault; never httpapi.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver: CGO_ENABLED=0 builds stay static
+)
+
+// Sealer is what the store needs from the vault.
+type Sealer interface {
+	Sealing
+	BlindIndex(field, value string) []byte
+}
+
+// Store is one open database.
+type Store struct {
+	d      dialect
+	w      *sql.DB // the writer: one connection on SQLite, the primary on PostgreSQL
+	r      *sql.DB // readers
+	vault  Sealer
+	log    *slog.Logger
+	now    func() time.Time
+	commit *committer
+
+	closeOnce sync.Once
+}
+
+// Options configure Open.
+type Options struct {
+	// Path is the SQLite file; used when URL is empty.
+	Path string
+	// URL is a PostgreSQL connection URL.
+	URL string
+	// ReaderURL optionally points reads at a replica (PostgreSQL).
+	ReaderURL string
+	// Chain is this instance's audit chain id.
+	Chain string
+	// Readers is the size of the read pool (default 4).
+	Readers int
+	Vault   Sealer
+	Logger  *slog.Logger
+	// Now overrides the clock (tests).
+	Now func() time.Time
+}
+
+// Open opens (creating if needed) the database, applies migrations and starts the
+// committer. Close stops it.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.Vault == nil {
+		return nil, errors.New("sqlstore: a vault is required: sensitive fields are always encrypted")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Readers <= 0 {
+		o.Readers = 4
+	}
+	if o.Chain == "" {
+		return nil, errors.New("sqlstore: an audit chain id is required")
+	}
+	s := &Store{vault: o.Vault, log: o.Logger, now: o.Now}
+	var err error
+	if o.URL != "" {
+		return nil, errors.New("sqlstore: PostgreSQL is not available in this build yet")
+	}
+	s.d = sqliteDialect{}
+	if s.w, s.r, err = openSQLite(o.Path, o.Readers); err != nil {
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.w.Close()
+		s.r.Close()
+		return nil, err
+	}
+	if s.commit, err = newCommitter(ctx, s, o.Chain); err != nil {
+		s.w.Close()
+		s.r.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openSQLite(path string, readers int) (w, r *sql.DB, err error) {
+	if path == "" {
+		return nil, nil, errors.New("sqlstore: SQLite path is empty")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("sqlstore: create data folder: %w", err)
+	}
+	// The file is created 0600: it holds wrapped keys and ciphertext, but also names.
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		f.Close()
+	} else {
+		return nil, nil, fmt.Errorf("sqlstore: create database file: %w", err)
+	}
+	pragmas := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_txlock=immediate"
+	w, err = sql.Open("sqlite", "file:"+path+pragmas)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	r, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)&_txlock=deferred")
+	if err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	if err := w.Ping(); err != nil {
+		w.Close()
+		r.Close()
+		return nil, nil, fmt.Errorf("sqlstore: %s: %w", path, err)
+	}
+	return w, r, nil
+}
+
+// Close stops the committer (after it finishes the batch in hand) and closes the database.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.commit.stop()
+		err = errors.Join(s.r.Close(), s.w.Close())
+	})
+	return err
+}
+
+// Ping checks that the database answers and its schema is current.
+func (s *Store) Ping(ctx context.Context) error {
+	var v int
+	if err := s.r.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v); err != nil {
+		return fmt.Errorf("sqlstore: ping: %w", err)
+	}
+	if v != len(migrations) {
+		return fmt.Errorf("sqlstore: schema version %d, this binary needs %d", v, len(migrations))
+	}
+	return nil
+}
+
+// dialect hides the few places where SQLite and PostgreSQL differ.
+type dialect interface {
+	name() string
+	// rebind turns ? placeholders into the engine's.
+	rebind(q string) string
+	// ddl replaces type tokens in a migration.
+	ddl(q string) string
+	// jsonAgg aggregates expr into a JSON array ordered by expr.
+	jsonAgg(expr string) string
+	// jsonContains is a predicate: the JSON array in col has an element equal to the next bound argument.
+	jsonContains(col string) string
+	// like is a case-insensitive LIKE with '\' as escape.
+	like(col string) string
+}
+
+type sqliteDialect struct{}
+
+func (sqliteDialect) name() string           { return "sqlite" }
+func (sqliteDialect) rebind(q string) string { return q }
+func (sqliteDialect) ddl(q string) string {
+	return strings.NewReplacer("{{blob}}", "BLOB", "{{real}}", "REAL", "{{serial}}", "INTEGER PRIMARY KEY AUTOINCREMENT", "{{bigint}}", "INTEGER").Replace(q)
+}
+func (sqliteDialect) jsonAgg(expr string) string {
+	return "json_group_array(" + expr + " ORDER BY " + expr + ")"
+}
+func (sqliteDialect) jsonContains(col string) string {
+	return "EXISTS (SELECT 1 FROM json_each(" + col + ") WHERE json_each.value = ?)"
+}
+func (sqliteDialect) like(col string) string { return col + " LIKE ? ESCAPE '\\'" }
+
+// rebindDollar rewrites ? into $1, $2, ... . Safe because registrar never puts a
+// literal containing '?' into SQL: every value is bound.
+func rebindDollar(q string) string {
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
