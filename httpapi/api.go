@@ -200,4 +200,3 @@ func (s *Server) v1Routes() []*route {
 		}},
 	}
 }
-

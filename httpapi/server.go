@@ -336,3 +336,6 @@ func (s *Server) commitAudit(r *http.Request, rc *reqCtx, status int) error {
 	rc.audited = true
 	return s.store.Audit(context.WithoutCancel(r.Context()), ev)
 }
+
+// SetClock replaces the server's clock (tests: eligibility depends on today's date).
+func (s *Server) SetClock(now func() time.Time) { s.now = now }

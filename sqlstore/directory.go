@@ -75,6 +75,11 @@ func (s *Store) ExpandOrgs(ctx context.Context, orgs []string) ([]string, bool, 
 	if len(orgs) == 0 {
 		return nil, false, nil
 	}
+	for _, o := range orgs {
+		if o == "*" { // the whole district (every root org and everything under it)
+			return nil, true, nil
+		}
+	}
 	seen := map[string]bool{}
 	var out []string
 	root := false

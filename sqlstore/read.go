@@ -371,8 +371,8 @@ func decodeColumn(f *records.Field, s string) (any, error) {
 		if err := json.Unmarshal([]byte(s), &l); err != nil {
 			return nil, err
 		}
-		if len(l) == 0 && f.Kind != records.KRefs {
-			return nil, nil
+		if len(l) == 0 && !f.Required {
+			return nil, nil // an empty optional list is left out, as OneRoster examples do
 		}
 		return l, nil
 	case records.KJSON:

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"registrar/audit"
+	"registrar/authn"
+	"registrar/config"
+	"registrar/sqlstore"
+	"registrar/vault"
+)
+
+// app is the opened data dir: configuration, keys, store and authenticator.
+type app struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	vault *vault.Vault
+	store *sqlstore.Store
+	auth  *authn.Authenticator
+	chain string
+}
+
+// flags builds a subcommand's flag set with every configuration setting on it.
+func newFlags(e *env, name, usage string) (*flag.FlagSet, map[string]*string) {
+	fs := flag.NewFlagSet("registrar "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	vals := config.Register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: registrar %s %s\n\nFlags:\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs, vals
+}
+
+// parse parses args and loads the configuration.
+func parse(e *env, fs *flag.FlagSet, vals map[string]*string, args []string) (*config.Config, error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, &exitError{code: 0}
+		}
+		return nil, &exitError{code: 2}
+	}
+	cfg, err := config.Load(fs, vals, e.getenv)
+	if err != nil {
+		return nil, &exitError{code: 2, msg: err.Error()}
+	}
+	return cfg, nil
+}
+
+func newLogger(e *env, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated by config
+	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// openApp opens (creating on first use) the data dir: keys, database, migrations.
+func openApp(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger) (*app, error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", cfg.Data, err)
+	}
+	a := &app{cfg: cfg, log: log}
+	var err error
+	if cfg.KEKURI != "" {
+		return nil, errors.New("--kek-uri (AWS KMS) is not available in this build yet; leave it empty to use the local keyset")
+	}
+	a.vault, err = vault.Open(vault.Options{Dir: filepath.Join(cfg.Data, "keys"), ServiceKeyset: cfg.Keyset})
+	if err != nil {
+		return nil, err
+	}
+	a.chain = cfg.InstanceID
+	if a.chain == "" {
+		if a.chain, err = instanceID(cfg.Data); err != nil {
+			return nil, err
+		}
+	}
+	a.store, err = sqlstore.Open(ctx, sqlstore.Options{Path: filepath.Join(cfg.Data, "registrar.db"), URL: cfg.DatabaseURL, Chain: a.chain, Vault: a.vault, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	var oidc *authn.OIDC
+	if cfg.OIDCIssuer != "" {
+		oidc = authn.NewOIDC(cfg.OIDCIssuer, cfg.OIDCAudience, cfg.OIDCClaim)
+	}
+	a.auth, err = authn.New(a.store, a.vault, cfg.TokenTTL, oidc)
+	if err != nil {
+		a.store.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) close() {
+	if err := a.store.Close(); err != nil {
+		a.log.Error("close store", "err", err)
+	}
+}
+
+// instanceID returns this data dir's audit chain id, creating it on first use.
+func instanceID(dir string) (string, error) {
+	path := filepath.Join(dir, "instance-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	id := vault.RandomID()
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return id, nil
+}
+
+// operatorEvent is an audit event for something done at the command line.
+func operatorEvent(action string) audit.Event {
+	who := os.Getenv("USER")
+	if who == "" {
+		who = "unknown"
+	}
+	return audit.Event{PrincipalKind: audit.KindOperator, PrincipalID: who, Action: action, Outcome: audit.OK, Time: time.Now()}
+}
