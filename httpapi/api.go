@@ -188,9 +188,19 @@ func (s *Server) openapiDoc() (map[string]any, error) {
 	}, nil
 }
 
-// v1Routes are registrar's own API (FERPA workflows, imports, audit). The first is a
-// who-am-i that shows a caller its own principal and scope.
+// v1Routes are registrar's own API (FERPA workflows, imports, audit), one function per
+// feature, each in its own file.
 func (s *Server) v1Routes() []*route {
+	var out []*route
+	out = append(out, s.meRoutes()...)
+	out = append(out, s.importRoutes()...)
+	out = append(out, s.auditRoutes()...)
+	out = append(out, s.studentRoutes()...)
+	return out
+}
+
+// meRoutes: a who-am-i that shows a caller its own principal and scope.
+func (s *Server) meRoutes() []*route {
 	return []*route{
 		{method: "GET", pattern: "/v1/me", op: "me", noAudit: true, h: func(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 			writeJSON(w, http.StatusOK, map[string]any{

@@ -1,0 +1,4 @@
+package httpapi
+
+// studentRoutes: per-student documents and purge (issue 5).
+func (s *Server) studentRoutes() []*route { return nil }
