@@ -75,9 +75,18 @@ func newCommitter(ctx context.Context, s *Store, chain string) (*committer, erro
 }
 
 func (c *committer) loadHead(ctx context.Context) error {
+	tx, err := c.s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: read audit chain head: %w", err)
+	}
+	defer tx.Rollback()
+	return c.readHead(ctx, tx)
+}
+
+func (c *committer) readHead(ctx context.Context, tx *sql.Tx) error {
 	var seq sql.NullInt64
 	var hash []byte
-	err := c.s.w.QueryRowContext(ctx, c.s.d.rebind("SELECT seq, hash FROM audit_events WHERE chain = ? ORDER BY seq DESC LIMIT 1"), c.chain).Scan(&seq, &hash)
+	err := tx.QueryRowContext(ctx, c.s.d.rebind("SELECT seq, hash FROM audit_events WHERE chain = ? ORDER BY seq DESC LIMIT 1"), c.chain).Scan(&seq, &hash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		c.seq, c.head = 0, audit.Genesis
@@ -189,6 +198,12 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	// Read the chain head inside the transaction: another process on the same data dir
+	// (the CLI beside a running server) may have appended since our last batch; the
+	// write lock we hold now keeps it from appending until we commit.
+	if err := c.readHead(ctx, tx); err != nil {
+		return err
+	}
 	now := c.s.now().UTC()
 	single := len(batch) == 1
 	for i, r := range batch {
