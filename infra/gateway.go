@@ -130,19 +130,15 @@ func (d *deployer) gateway(lbs *loadBalancers) (*edge, error) {
 	}
 
 	// A new deployment whenever the routes or their target change.
-	routes, err := json.Marshal(struct {
-		Routes any
-		Origin string
-	}{gatewayRoutes, cfg.OriginDomain})
+	hash, err := routesHash(cfg.OriginDomain)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(routes)
 	dep, err := apigateway.NewDeployment(ctx, "api-deployment", &apigateway.DeploymentArgs{
 		RestApi:     e.API.ID(),
-		Description: pulumi.String("registrar routes " + hex.EncodeToString(sum[:8])),
+		Description: pulumi.String("registrar routes " + hash[:16]),
 		Triggers: pulumi.StringMap{
-			"redeployment": pulumi.String(hex.EncodeToString(sum[:])),
+			"redeployment": pulumi.String(hash),
 			"vpcLink":      link.ID(),
 		},
 	}, pulumi.DependsOn(routeDeps), pulumi.DeleteBeforeReplace(false))
@@ -231,6 +227,20 @@ func (d *deployer) gateway(lbs *loadBalancers) (*edge, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// routesHash identifies the routes and their origin; the deployment is replaced when it
+// changes, so that route changes reach the stage.
+func routesHash(origin string) (string, error) {
+	b, err := json.Marshal(struct {
+		Routes any
+		Origin string
+	}{gatewayRoutes, origin})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // accessLogFormat is one JSON line per request, without query strings, bodies or
