@@ -57,11 +57,14 @@ type Event struct {
 	Count         int       `json:"count,omitempty"`
 	LegalBasis    string    `json:"legalBasis,omitempty"`
 	Purpose       string    `json:"purpose,omitempty"`
-	Outcome       string    `json:"outcome"`
-	Status        int       `json:"status,omitempty"`
-	RequestID     string    `json:"requestId,omitempty"`
-	Source        string    `json:"source,omitempty"`
-	Detail        string    `json:"detail,omitempty"`
+	// Disclosed marks a read whose students each got a record-of-disclosure entry
+	// (34 CFR 99.32) in the same transaction; verify checks the entries against it.
+	Disclosed bool   `json:"disclosed,omitempty"`
+	Outcome   string `json:"outcome"`
+	Status    int    `json:"status,omitempty"`
+	RequestID string `json:"requestId,omitempty"`
+	Source    string `json:"source,omitempty"`
+	Detail    string `json:"detail,omitempty"`
 }
 
 // Canonical returns the event's canonical encoding: JSON with fields in the fixed
@@ -112,16 +115,39 @@ func (b *Break) Error() string {
 
 // Verifier checks one chain's records in order. Feed every record of the chain, in
 // stored sequence order, to Next; the first error is a *Break naming the place.
+// Checkpoints given to Expect (their signatures checked by the caller) must agree
+// with the chain, and Finish reports those the chain no longer reaches (truncation).
 type Verifier struct {
 	chain   string
 	nextSeq int64
 	prev    []byte
 	Count   int64
+	expect  map[int64]Checkpoint
+	last    Event
 }
 
 // NewVerifier starts verifying chain from its first event.
 func NewVerifier(chain string) *Verifier {
 	return &Verifier{chain: chain, nextSeq: 1, prev: Genesis}
+}
+
+// NewVerifierAt starts verifying chain just after event seq, whose hash is hash: how a
+// range is verified from a signed checkpoint instead of from the genesis.
+func NewVerifierAt(chain string, seq int64, hash []byte) *Verifier {
+	return &Verifier{chain: chain, nextSeq: seq + 1, prev: hash}
+}
+
+// Expect adds checkpoints of this chain that the chain must agree with. Their
+// signatures must already have been checked (see Checkpoint.Check).
+func (v *Verifier) Expect(cps ...Checkpoint) {
+	if v.expect == nil {
+		v.expect = make(map[int64]Checkpoint, len(cps))
+	}
+	for _, c := range cps {
+		if c.Chain == v.chain && c.Seq >= v.nextSeq {
+			v.expect[c.Seq] = c
+		}
+	}
 }
 
 // Next checks one record.
@@ -131,19 +157,19 @@ func (v *Verifier) Next(r Record) error {
 	}
 	if r.Seq != v.nextSeq {
 		if r.Seq > v.nextSeq {
-			return &Break{Chain: v.chain, Seq: v.nextSeq, Reason: fmt.Sprintf("event %d is missing (next stored is %d)", v.nextSeq, r.Seq)}
+			return &Break{Chain: v.chain, Seq: v.nextSeq, Reason: fmt.Sprintf("event %d is missing (next stored is %d): deleted", v.nextSeq, r.Seq)}
 		}
 		return fail("sequence number %d repeats or goes backwards (expected %d)", r.Seq, v.nextSeq)
 	}
 	if !bytes.Equal(r.Prev, v.prev) {
-		return fail("previous-hash field does not match the hash of event %d", r.Seq-1)
+		return fail("previous-hash field does not match the hash of event %d (an event was inserted, deleted or moved here)", r.Seq-1)
 	}
 	var e Event
 	if err := json.Unmarshal(r.Body, &e); err != nil {
 		return fail("body is not a valid event: %v", err)
 	}
 	if e.Chain != r.Chain || e.Seq != r.Seq {
-		return fail("body names chain %s event %d, stored as chain %s event %d", e.Chain, e.Seq, r.Chain, r.Seq)
+		return fail("body names chain %s event %d, stored as chain %s event %d (moved or inserted)", e.Chain, e.Seq, r.Chain, r.Seq)
 	}
 	if !bytes.Equal(e.Canonical(), r.Body) {
 		return fail("body is not in canonical form (edited)")
@@ -151,10 +177,38 @@ func (v *Verifier) Next(r Record) error {
 	if want := Link(v.prev, r.Body); !bytes.Equal(want, r.Hash) {
 		return fail("hash does not match the body (edited): have %s, want %s", short(r.Hash), short(want))
 	}
+	if c, ok := v.expect[r.Seq]; ok && !bytes.Equal(c.Hash, r.Hash) {
+		return fail("the chain up to here does not match the checkpoint signed at %s (hash %s, stored %s): events up to %d were rewritten after it was signed",
+			c.Time.UTC().Format(time.RFC3339), short(c.Hash), short(r.Hash), r.Seq)
+	}
 	v.prev = r.Hash
 	v.nextSeq++
 	v.Count++
+	v.last = e
 	return nil
+}
+
+// Event returns the event of the record Next last accepted.
+func (v *Verifier) Event() *Event { return &v.last }
+
+// Finish reports the first expected checkpoint at or below upTo (0: any) that the
+// chain did not reach: events were deleted from the tail.
+func (v *Verifier) Finish(upTo int64) error {
+	var missing *Checkpoint
+	for _, c := range v.expect {
+		if c.Seq < v.nextSeq || upTo > 0 && c.Seq > upTo {
+			continue
+		}
+		if missing == nil || c.Seq > missing.Seq {
+			c := c
+			missing = &c
+		}
+	}
+	if missing == nil {
+		return nil
+	}
+	return &Break{Chain: v.chain, Seq: v.nextSeq, Reason: fmt.Sprintf("events %d to %d are missing: a checkpoint signed at %s covers event %d (the tail was truncated)",
+		v.nextSeq, missing.Seq, missing.Time.UTC().Format(time.RFC3339), missing.Seq)}
 }
 
 // Head returns the last verified sequence number and hash.

@@ -19,6 +19,7 @@ type Tx struct {
 	tx     *sql.Tx
 	events []audit.Event
 	now    time.Time
+	audit  txAudit // disclosures (disclosures.go)
 }
 
 // Audit adds an event to be appended, in this transaction, to the audit chain.
@@ -62,11 +63,16 @@ type committer struct {
 	wg   sync.WaitGroup
 
 	maxBatch int
+
+	ck checkpointState // signed checkpoints and the log-stream copy (audit.go)
 }
 
 func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
 	c := &committer{s: s, chain: chain, reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
 	if err := c.loadHead(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.loadCheckpointState(ctx); err != nil {
 		return nil, err
 	}
 	c.wg.Add(1)
@@ -109,6 +115,9 @@ var ErrClosed = &records.Error{Code: records.Unavailable, Message: "the server i
 // Write runs fn in a write transaction together with events, and returns once the
 // transaction is durable (or has failed). fn may be nil for an audit-only write.
 func (s *Store) Write(ctx context.Context, fn func(context.Context, *Tx) error, events ...audit.Event) error {
+	if fn == nil && s.audit.off {
+		return nil // benchmarks only: see Options.NoAuditForBenchmarks
+	}
 	r := &commitReq{ctx: ctx, fn: fn, events: events, done: make(chan error, 1)}
 	select {
 	case s.commit.reqs <- r:
@@ -179,6 +188,7 @@ func (c *committer) runBatch(batch []*commitReq) {
 			r.done <- errs[i]
 		}
 	}
+	c.afterBatch(err)
 }
 
 // runBatchTx returns a batch-wide error (commit failed: nothing of the batch is
@@ -242,6 +252,12 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 				return err
 			}
 		}
+		if err := c.appendDisclosures(ctx, tx, t); err != nil {
+			return err
+		}
+	}
+	if err := c.maybeCheckpoint(ctx, tx, now); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -260,6 +276,9 @@ func (c *committer) safeCall(r *commitReq, t *Tx) (err error) {
 }
 
 func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now time.Time) error {
+	if c.s.audit.off {
+		return nil
+	}
 	c.seq++
 	e.Chain, e.Seq = c.chain, c.seq
 	if e.Time.IsZero() {
@@ -277,5 +296,6 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 		}
 	}
 	c.head = hash
+	c.appended(e, hash)
 	return nil
 }

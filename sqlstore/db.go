@@ -27,6 +27,8 @@ import (
 	"sync"
 	"time"
 
+	"registrar/audit"
+
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver: CGO_ENABLED=0 builds stay static
 )
 
@@ -45,6 +47,7 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 	commit *committer
+	audit  auditConfig // checkpoints, benchmarks' switch (audit.go)
 
 	closeOnce sync.Once
 }
@@ -65,6 +68,15 @@ type Options struct {
 	Logger  *slog.Logger
 	// Now overrides the clock (tests).
 	Now func() time.Time
+	// Signer signs audit checkpoints (default: Vault, when it can sign).
+	Signer audit.Signer
+	// CheckpointEvery and CheckpointInterval set how often the chain head is signed
+	// (defaults 1000 events, 30s; a negative interval turns the ticker off).
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
+	// NoAuditForBenchmarks drops every audit event. It exists only so benchmarks can
+	// measure what the durable audit costs in the same run; no setting reaches it.
+	NoAuditForBenchmarks bool
 }
 
 // Open opens (creating if needed) the database, applies migrations and starts the
@@ -85,7 +97,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Chain == "" {
 		return nil, errors.New("sqlstore: an audit chain id is required")
 	}
-	s := &Store{vault: o.Vault, log: o.Logger, now: o.Now}
+	s := &Store{vault: o.Vault, log: o.Logger, now: o.Now, audit: newAuditConfig(o)}
 	var err error
 	if o.URL != "" {
 		return nil, errors.New("sqlstore: PostgreSQL is not available in this build yet")
@@ -104,6 +116,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.r.Close()
 		return nil, err
 	}
+	s.startCheckpoints()
 	return s, nil
 }
 
@@ -147,6 +160,7 @@ func openSQLite(path string, readers int) (w, r *sql.DB, err error) {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.stopCheckpoints()
 		s.commit.stop()
 		err = errors.Join(s.r.Close(), s.w.Close())
 	})

@@ -15,6 +15,7 @@ type migration func(d dialect) []string
 
 var migrations = []migration{
 	migration1,
+	migration2, // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction.
