@@ -1,0 +1,1046 @@
+package sqlstore
+
+// Bulk work for the CSV importer and exporter: batched upserts through prepared
+// multi-row statements, the temporary tables one import uses inside its transaction,
+// marking rows absent from a bulk file, import job rows, and consistent streaming reads.
+//
+// A Bulk writer does what Tx.Put does for each object (seal the sensitive fields under
+// the subject's data key through the same vault calls, keep blind indexes, link tables
+// and user_roles in step, log the change) but a batch at a time: one query reads the
+// stored objects of a batch, one statement per batch upserts the changed rows, and
+// links, keys and change-log rows go in multi-row statements too. Per-row Put ran at
+// about a fifth of raw prepared inserts (10.6k vs 48.8k enrollments/s on the reference
+// machine), which is why this path exists.
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"registrar/records"
+	"registrar/vault"
+)
+
+// BulkBatch is the default number of objects a Bulk writer handles per round trip.
+const BulkBatch = 128
+
+// maxParams bounds the bound parameters of one statement (SQLite's default limit is
+// 32766; PostgreSQL's 65535).
+const maxParams = 30000
+
+// BulkItem is one object given to a Bulk writer.
+type BulkItem struct {
+	// Obj is the object to store. Prepare may complete or replace it; it must pass
+	// records.Validate when Prepare returns.
+	Obj records.Object
+	// Old is the stored object (every field decrypted), nil if there is none. Filled
+	// before Prepare is called.
+	Old records.Object
+	// Skip, set by Prepare, writes nothing for this item.
+	Skip bool
+	// Result says what was done: Created, Updated or Unchanged (0 when skipped).
+	Result PutResult
+	// Tag and Kind are the caller's (the importer keeps the CSV line and what the
+	// row asks for).
+	Tag  int64
+	Kind int
+}
+
+// BulkOptions tune a Bulk writer.
+type BulkOptions struct {
+	// Batch is the number of objects per round trip (BulkBatch when 0).
+	Batch int
+	// Prepare is called once per batch, after Old is filled and before anything is
+	// compared or written: it completes each object (fields kept from the stored one)
+	// and validates it. An error aborts the write (and so the transaction).
+	Prepare func(ctx context.Context, items []*BulkItem) error
+	// Done is called once per batch after it is written, with Result set.
+	Done func(ctx context.Context, items []*BulkItem) error
+	// Seen, when set, records every id given to the writer under this name in the
+	// import's seen set (see MarkAbsent). Needs BeginImport.
+	Seen string
+	// Students records the students whose records change in the import's student set
+	// (see ImportStudents). Needs BeginImport.
+	Students bool
+}
+
+// Bulk writes many objects of one entity inside a write transaction. Objects are not
+// checked for references: the caller validated them. Keep one Bulk per entity at a
+// time and call Flush before reading what it wrote.
+type Bulk struct {
+	t     *Tx
+	e     *records.Entity
+	opt   BulkOptions
+	items []*BulkItem
+	ids   map[string]bool
+	sl    selectList
+	cols  []string
+	stmts map[string]*sql.Stmt
+	// Stats counts what the writer did so far.
+	Stats BulkStats
+}
+
+// BulkStats counts the outcomes of a Bulk writer.
+type BulkStats struct {
+	Created, Updated, Unchanged, Skipped int
+}
+
+// Bulk starts a batched writer for entity e.
+func (t *Tx) Bulk(e *records.Entity, opt BulkOptions) *Bulk {
+	if opt.Batch <= 0 {
+		opt.Batch = BulkBatch
+	}
+	b := &Bulk{t: t, e: e, opt: opt, ids: map[string]bool{}, sl: t.s.selectFor(e), stmts: map[string]*sql.Stmt{}}
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		switch {
+		case f.Sensitive:
+			if f.BlindIndex {
+				b.cols = append(b.cols, f.Column+"_bidx")
+			}
+		case f.Kind == records.KChildren:
+		default:
+			b.cols = append(b.cols, f.Column)
+		}
+	}
+	if e.HasSensitive() {
+		b.cols = append(b.cols, "sealed")
+	}
+	// The batch's upsert must fit the parameter limit.
+	if n := maxParams / len(b.cols); opt.Batch > n {
+		b.opt.Batch = n
+	}
+	return b
+}
+
+// Add queues obj; a full batch is written at once.
+func (b *Bulk) Add(ctx context.Context, obj records.Object, tag int64, kind int) error {
+	id := obj.ID()
+	if b.ids[id] {
+		// The same object twice in one batch: write the first before reading the second's stored state.
+		if err := b.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	b.ids[id] = true
+	b.items = append(b.items, &BulkItem{Obj: obj, Tag: tag, Kind: kind})
+	if len(b.items) >= b.opt.Batch {
+		return b.Flush(ctx)
+	}
+	return nil
+}
+
+// Close releases the writer's prepared statements. Call Flush first.
+func (b *Bulk) Close() {
+	for _, s := range b.stmts {
+		s.Close()
+	}
+	b.stmts = map[string]*sql.Stmt{}
+}
+
+// Flush writes the queued objects.
+func (b *Bulk) Flush(ctx context.Context) error {
+	items := b.items
+	if len(items) == 0 {
+		return nil
+	}
+	b.items = b.items[:0]
+	clear(b.ids)
+	t, e := b.t, b.e
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.Obj.ID()
+	}
+	old, err := t.storedObjects(ctx, e, b.sl, ids)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		it.Old = old[it.Obj.ID()]
+	}
+	if b.opt.Prepare != nil {
+		if err := b.opt.Prepare(ctx, items); err != nil {
+			return err
+		}
+	}
+	now := records.FormatDateTime(t.now)
+	var changed []*BulkItem
+	for _, it := range items {
+		switch {
+		case it.Skip:
+			it.Result = 0
+			b.Stats.Skipped++
+		case it.Old != nil && SameObject(e, it.Old, it.Obj):
+			it.Result = Unchanged
+			b.Stats.Unchanged++
+		default:
+			if it.Obj.Str("dateLastModified") == "" {
+				it.Obj["dateLastModified"] = now
+			}
+			if it.Old != nil {
+				it.Result = Updated
+				b.Stats.Updated++
+			} else {
+				it.Result = Created
+				b.Stats.Created++
+			}
+			changed = append(changed, it)
+		}
+	}
+	if len(changed) > 0 {
+		if err := b.write(ctx, changed, now); err != nil {
+			return err
+		}
+	}
+	if b.opt.Seen != "" {
+		rows := make([][]any, len(items))
+		for i, it := range items {
+			rows[i] = []any{b.opt.Seen, it.Obj.ID()}
+		}
+		if err := b.execRows(ctx, "INSERT INTO temp.imp_seen (ent, id) VALUES ", "(?, ?)", " ON CONFLICT DO NOTHING", rows); err != nil {
+			return unavailable("track import", err)
+		}
+	}
+	if b.opt.Done != nil {
+		return b.opt.Done(ctx, items)
+	}
+	return nil
+}
+
+// write stores the changed items: keys, rows, links, change log, students.
+func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error {
+	t, e := b.t, b.e
+	var keys map[string][]byte
+	if e.HasSensitive() {
+		var subjects []string
+		for _, it := range changed {
+			if hasSealed(e, it.Obj) {
+				s := it.Obj.Str(e.Subject)
+				if s == "" {
+					return &records.Error{Code: records.Invalid, Message: fmt.Sprintf("%s: %s is required to protect its sensitive fields", e.Name, e.Subject)}
+				}
+				subjects = append(subjects, s)
+			}
+		}
+		var err error
+		if keys, err = t.subjectKeys(ctx, subjects); err != nil {
+			return err
+		}
+	}
+	rows := make([][]any, len(changed))
+	for i, it := range changed {
+		vals, err := t.bulkRowValues(e, it.Obj, keys)
+		if err != nil {
+			return err
+		}
+		rows[i] = vals
+	}
+	set := make([]string, 0, len(b.cols)-1)
+	for _, c := range b.cols[1:] {
+		set = append(set, c+" = excluded."+c)
+	}
+	ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(b.cols)), ", ") + ")"
+	if err := b.execRows(ctx, "INSERT INTO "+e.Table+" ("+strings.Join(b.cols, ", ")+") VALUES ", ph,
+		" ON CONFLICT (sourced_id) DO UPDATE SET "+strings.Join(set, ", "), rows); err != nil {
+		return unavailable("bulk put "+e.Name, err)
+	}
+	var updated []any
+	for _, it := range changed {
+		if it.Result == Updated {
+			updated = append(updated, it.Obj.ID())
+		}
+	}
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		switch f.Kind {
+		case records.KRefs:
+			if err := b.deleteOwned(ctx, f.Link, "owner_id", updated); err != nil {
+				return err
+			}
+			var links [][]any
+			for _, it := range changed {
+				l, _ := it.Obj[f.Name].([]string)
+				for ord, ref := range l {
+					links = append(links, []any{it.Obj.ID(), ord, ref})
+				}
+			}
+			if err := b.execRows(ctx, "INSERT INTO "+f.Link+" (owner_id, ord, ref_id) VALUES ", "(?, ?, ?)", "", links); err != nil {
+				return unavailable("bulk put links", err)
+			}
+		case records.KRoles:
+			if err := b.deleteOwned(ctx, "user_roles", "user_id", updated); err != nil {
+				return err
+			}
+			var roles [][]any
+			for _, it := range changed {
+				l, _ := it.Obj[f.Name].([]records.Role)
+				for ord, r := range l {
+					roles = append(roles, []any{it.Obj.ID(), ord, r.RoleType, r.Role, r.Org, nullIfEmpty(r.BeginDate), nullIfEmpty(r.EndDate)})
+				}
+			}
+			if err := b.execRows(ctx, "INSERT INTO user_roles (user_id, ord, role_type, role, org_id, begin_date, end_date) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", "", roles); err != nil {
+				return unavailable("bulk put roles", err)
+			}
+		}
+	}
+	log := make([][]any, len(changed))
+	for i, it := range changed {
+		log[i] = []any{e.Name, it.Obj.ID(), "upsert", now}
+	}
+	if err := b.execRows(ctx, "INSERT INTO changes (entity, sourced_id, op, time) VALUES ", "(?, ?, ?, ?)", "", log); err != nil {
+		return unavailable("log change", err)
+	}
+	if b.opt.Students {
+		var st [][]any
+		for _, it := range changed {
+			if id := StudentOf(e, it.Obj); id != "" {
+				st = append(st, []any{id})
+			}
+			if it.Old != nil {
+				if id := StudentOf(e, it.Old); id != "" && id != StudentOf(e, it.Obj) {
+					st = append(st, []any{id})
+				}
+			}
+		}
+		if err := b.execRows(ctx, "INSERT INTO temp.imp_students (id) VALUES ", "(?)", " ON CONFLICT DO NOTHING", st); err != nil {
+			return unavailable("track import students", err)
+		}
+	}
+	return nil
+}
+
+func (b *Bulk) deleteOwned(ctx context.Context, table, col string, ids []any) error {
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		if _, err := b.t.exec(ctx, "DELETE FROM "+table+" WHERE "+col+" IN "+placeholders(n), ids[:n]...); err != nil {
+			return unavailable("bulk delete links", err)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// execRows runs prefix + n×rowPH + suffix over rows, as many rows per statement as
+// the parameter limit allows, reusing a prepared statement for full chunks.
+func (b *Bulk) execRows(ctx context.Context, prefix, rowPH, suffix string, rows [][]any) error {
+	return execRows(ctx, b.t, b.stmts, prefix, rowPH, suffix, rows)
+}
+
+func execRows(ctx context.Context, t *Tx, cache map[string]*sql.Stmt, prefix, rowPH, suffix string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	per := max(1, min(BulkBatch*4, maxParams/len(rows[0])))
+	args := make([]any, 0, min(len(rows), per)*len(rows[0]))
+	for len(rows) > 0 {
+		n := min(len(rows), per)
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, r...)
+		}
+		q := t.s.d.rebind(prefix + strings.TrimSuffix(strings.Repeat(rowPH+", ", n), ", ") + suffix)
+		st, ok := cache[q]
+		if !ok {
+			var err error
+			if st, err = t.tx.PrepareContext(ctx, q); err != nil {
+				return err
+			}
+			if cache != nil {
+				cache[q] = st
+			} else {
+				defer st.Close()
+			}
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+func placeholders(n int) string {
+	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
+}
+
+func hasSealed(e *records.Entity, obj records.Object) bool {
+	for i := range e.Fields {
+		if e.Fields[i].Sensitive {
+			if _, ok := obj[e.Fields[i].Name]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// storedObjects reads the stored objects of ids, every field decrypted.
+func (t *Tx) storedObjects(ctx context.Context, e *records.Entity, sl selectList, ids []string) (map[string]records.Object, error) {
+	out := make(map[string]records.Object, len(ids))
+	q := Query{Entity: e}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		rows, err := t.query(ctx, "SELECT "+sl.sql+" FROM "+e.Table+" t"+sl.join+" WHERE t.sourced_id IN "+placeholders(n), args...)
+		if err != nil {
+			return nil, unavailable("bulk read "+e.Name, err)
+		}
+		for rows.Next() {
+			obj, err := t.s.scan(rows, e, sl, &q)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[obj.ID()] = obj
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, unavailable("bulk read "+e.Name, err)
+		}
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+// subjectKeys returns the wrapped data keys of subjects, creating the missing ones
+// exactly as Put does (forgetting any cached key first).
+func (t *Tx) subjectKeys(ctx context.Context, subjects []string) (map[string][]byte, error) {
+	keys := make(map[string][]byte, len(subjects))
+	var want []string
+	for _, s := range subjects {
+		if _, ok := keys[s]; !ok {
+			keys[s] = nil
+			want = append(want, s)
+		}
+	}
+	for rest := want; len(rest) > 0; {
+		n := min(len(rest), 500)
+		args := make([]any, n)
+		for i, s := range rest[:n] {
+			args[i] = s
+		}
+		rows, err := t.query(ctx, "SELECT subject_id, wrapped FROM subject_keys WHERE subject_id IN "+placeholders(n), args...)
+		if err != nil {
+			return nil, unavailable("read data keys", err)
+		}
+		for rows.Next() {
+			var s string
+			var w []byte
+			if err := rows.Scan(&s, &w); err != nil {
+				rows.Close()
+				return nil, unavailable("read data keys", err)
+			}
+			keys[s] = w
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, unavailable("read data keys", err)
+		}
+		rest = rest[n:]
+	}
+	var created [][]any
+	now := records.FormatDateTime(t.now)
+	for _, s := range want {
+		if keys[s] != nil {
+			continue
+		}
+		t.s.vault.Forget(s)
+		w, err := t.s.vault.NewDataKey(s)
+		if err != nil {
+			return nil, &records.Error{Code: records.Internal, Message: "internal error", Err: err}
+		}
+		keys[s] = w
+		created = append(created, []any{s, w, now})
+	}
+	if err := execRows(ctx, t, nil, "INSERT INTO subject_keys (subject_id, wrapped, created_at) VALUES ", "(?, ?, ?)", "", created); err != nil {
+		return nil, unavailable("store data keys", err)
+	}
+	return keys, nil
+}
+
+// bulkRowValues is rowValues with the subject's data key already in hand.
+func (t *Tx) bulkRowValues(e *records.Entity, obj records.Object, keys map[string][]byte) ([]any, error) {
+	var vals []any
+	sealed := map[string]any{}
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		v, present := obj[f.Name]
+		if f.Sensitive {
+			if present {
+				sealed[f.Name] = v
+			}
+			if f.BlindIndex {
+				if s, ok := v.(string); ok && present && s != "" {
+					vals = append(vals, t.s.vault.BlindIndex(f.Name, s))
+				} else {
+					vals = append(vals, nil)
+				}
+			}
+			continue
+		}
+		if f.Kind == records.KChildren {
+			continue
+		}
+		if !present {
+			if f.Kind == records.KRefs {
+				vals = append(vals, "[]")
+			} else {
+				vals = append(vals, nil)
+			}
+			continue
+		}
+		enc, err := encodeColumn(f, v)
+		if err != nil {
+			return nil, &records.Error{Code: records.Invalid, Message: fmt.Sprintf("%s: %v", f.Name, err)}
+		}
+		vals = append(vals, enc)
+	}
+	if e.HasSensitive() {
+		if len(sealed) == 0 {
+			vals = append(vals, nil)
+		} else {
+			subject := obj.Str(e.Subject)
+			pt, err := json.Marshal(sealed)
+			if err != nil {
+				return nil, &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("encode sealed fields: %w", err)}
+			}
+			ct, err := t.s.vault.SealFor(subject, keys[subject], pt, vault.Binding(e.Table, "sealed", obj.ID()))
+			if err != nil {
+				return nil, &records.Error{Code: records.Internal, Message: "internal error", Err: err}
+			}
+			vals = append(vals, ct)
+		}
+	}
+	return vals, nil
+}
+
+// SameObject reports whether a and b hold the same values of e's fields, apart from
+// dateLastModified and derived fields. An absent list equals an empty one, an absent
+// string an empty one, and JSON values are compared without insignificant space.
+func SameObject(e *records.Entity, a, b records.Object) bool {
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		if f.Kind == records.KChildren || f.Name == "dateLastModified" {
+			continue
+		}
+		va, vb := a[f.Name], b[f.Name]
+		switch f.Kind {
+		case records.KRefs, records.KStrings:
+			la, _ := va.([]string)
+			lb, _ := vb.([]string)
+			if !slices.Equal(la, lb) {
+				return false
+			}
+		case records.KRoles:
+			la, _ := va.([]records.Role)
+			lb, _ := vb.([]records.Role)
+			if !slices.Equal(la, lb) {
+				return false
+			}
+		case records.KJSON:
+			ja, _ := va.(json.RawMessage)
+			jb, _ := vb.(json.RawMessage)
+			if !sameJSON(ja, jb) {
+				return false
+			}
+		case records.KFloat:
+			fa, oka := va.(float64)
+			fb, okb := vb.(float64)
+			if oka != okb || fa != fb {
+				return false
+			}
+		default:
+			sa, _ := va.(string)
+			sb, _ := vb.(string)
+			if sa != sb {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func sameJSON(a, b json.RawMessage) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var ca, cb bytes.Buffer
+	if json.Compact(&ca, a) != nil || json.Compact(&cb, b) != nil {
+		return false
+	}
+	return bytes.Equal(ca.Bytes(), cb.Bytes())
+}
+
+// StudentOf returns the student a record of e is about, or "": a user with a student
+// role, the subject of demographics, a student's enrollment, the student of a result.
+func StudentOf(e *records.Entity, obj records.Object) string {
+	switch e {
+	case records.User:
+		roles, _ := obj["roles"].([]records.Role)
+		for _, r := range roles {
+			if r.Role == "student" {
+				return obj.ID()
+			}
+		}
+	case records.Demographics:
+		return obj.ID()
+	case records.Enrollment:
+		if obj.Str("role") == "student" {
+			return obj.Str("user")
+		}
+	case records.Result, records.AssessmentResult:
+		return obj.Str("student")
+	}
+	return ""
+}
+
+// studentSQL is StudentOf as an SQL expression over e's table aliased t ("" when
+// e's records are not about one student).
+func studentSQL(e *records.Entity) string {
+	switch e {
+	case records.User:
+		return "CASE WHEN EXISTS (SELECT 1 FROM user_roles r WHERE r.user_id = t.sourced_id AND r.role = 'student') THEN t.sourced_id END"
+	case records.Demographics:
+		return "t.sourced_id"
+	case records.Enrollment:
+		return "CASE WHEN t.role = 'student' THEN t.user_id END"
+	case records.Result, records.AssessmentResult:
+		return "t.student_id"
+	}
+	return ""
+}
+
+// BeginImport creates the temporary tables one import works with inside its
+// transaction: the ids seen per bulk file, the staged rows of files that fill a field
+// of another entity (roles.csv into users), and the students touched. They vanish
+// with a rollback; EndImport drops them before the commit.
+func (t *Tx) BeginImport(ctx context.Context) error {
+	wr := ""
+	if t.s.d.name() == "sqlite" {
+		wr = " WITHOUT ROWID"
+	}
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS temp.imp_seen",
+		"DROP TABLE IF EXISTS temp.imp_child",
+		"DROP TABLE IF EXISTS temp.imp_students",
+		"CREATE TEMP TABLE imp_seen (ent TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (ent, id))" + wr,
+		"CREATE TEMP TABLE imp_child (kind TEXT NOT NULL, owner TEXT NOT NULL, line INTEGER NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, date TEXT NOT NULL, payload BLOB, PRIMARY KEY (kind, owner, line))" + wr,
+		"CREATE TEMP TABLE imp_students (id TEXT NOT NULL PRIMARY KEY)" + wr,
+	} {
+		if _, err := t.exec(ctx, q); err != nil {
+			return unavailable("begin import", err)
+		}
+	}
+	return nil
+}
+
+// EndImport drops the import's temporary tables.
+func (t *Tx) EndImport(ctx context.Context) error {
+	for _, q := range []string{"DROP TABLE IF EXISTS temp.imp_seen", "DROP TABLE IF EXISTS temp.imp_child", "DROP TABLE IF EXISTS temp.imp_students"} {
+		if _, err := t.exec(ctx, q); err != nil {
+			return unavailable("end import", err)
+		}
+	}
+	return nil
+}
+
+// ChildRow is a staged row of a file that fills a field of another entity's objects
+// (a role of a user, a resource of a class). Payload is the caller's encoding; callers
+// stage sensitive values only in sealed form (temporary tables may reach disk).
+type ChildRow struct {
+	Kind    string // the file, e.g. "roles"
+	Owner   string // sourcedId of the object whose field the row fills
+	Line    int64  // line in the file: rows apply in this order
+	Key     string // identifies the entry within the owner's field
+	Status  string // active or tobedeleted
+	Date    string // dateLastModified of a delta row, or ""
+	Payload []byte
+}
+
+// Stager batches ChildRows into the import's staging table.
+type Stager struct {
+	t     *Tx
+	rows  [][]any
+	stmts map[string]*sql.Stmt
+}
+
+// Stager returns a batched writer of staged rows. Needs BeginImport.
+func (t *Tx) Stager() *Stager { return &Stager{t: t, stmts: map[string]*sql.Stmt{}} }
+
+// Add queues one staged row.
+func (s *Stager) Add(ctx context.Context, r ChildRow) error {
+	s.rows = append(s.rows, []any{r.Kind, r.Owner, r.Line, r.Key, r.Status, r.Date, r.Payload})
+	if len(s.rows) >= BulkBatch*4 {
+		return s.Flush(ctx)
+	}
+	return nil
+}
+
+// Flush writes the queued rows.
+func (s *Stager) Flush(ctx context.Context) error {
+	err := execRows(ctx, s.t, s.stmts, "INSERT INTO temp.imp_child (kind, owner, line, key, status, date, payload) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", "", s.rows)
+	s.rows = s.rows[:0]
+	if err != nil {
+		return unavailable("stage rows", err)
+	}
+	return nil
+}
+
+// Close releases the prepared statements.
+func (s *Stager) Close() {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+}
+
+// StagedRows returns the staged rows of kind for owners, in line order.
+func (t *Tx) StagedRows(ctx context.Context, kind string, owners []string) (map[string][]ChildRow, error) {
+	out := map[string][]ChildRow{}
+	for len(owners) > 0 {
+		n := min(len(owners), 500)
+		args := []any{kind}
+		for _, o := range owners[:n] {
+			args = append(args, o)
+		}
+		rows, err := t.query(ctx, "SELECT owner, line, key, status, date, payload FROM temp.imp_child WHERE kind = ? AND owner IN "+placeholders(n)+" ORDER BY owner, line", args...)
+		if err != nil {
+			return nil, unavailable("read staged rows", err)
+		}
+		for rows.Next() {
+			r := ChildRow{Kind: kind}
+			if err := rows.Scan(&r.Owner, &r.Line, &r.Key, &r.Status, &r.Date, &r.Payload); err != nil {
+				rows.Close()
+				return nil, unavailable("read staged rows", err)
+			}
+			out[r.Owner] = append(out[r.Owner], r)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, unavailable("read staged rows", err)
+		}
+		owners = owners[n:]
+	}
+	return out, nil
+}
+
+// StagedOwners returns up to limit owners, after the given one in order, that have
+// staged rows of any of kinds but are not in the seen set named seen.
+func (t *Tx) StagedOwners(ctx context.Context, kinds []string, seen, after string, limit int) ([]string, error) {
+	args := []any{}
+	for _, k := range kinds {
+		args = append(args, k)
+	}
+	args = append(args, seen, after, limit)
+	rows, err := t.query(ctx, "SELECT DISTINCT c.owner FROM temp.imp_child c WHERE c.kind IN "+placeholders(len(kinds))+
+		" AND NOT EXISTS (SELECT 1 FROM temp.imp_seen s WHERE s.ent = ? AND s.id = c.owner) AND c.owner > ? ORDER BY c.owner LIMIT ?", args...)
+	if err != nil {
+		return nil, unavailable("read staged owners", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			return nil, unavailable("read staged owners", err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// MarkAbsent marks every object of e that is not in the seen set named seen, and not
+// already so, tobedeleted with dateLastModified now, logging a change for each and
+// adding their students to the import's student set. It returns how many it marked.
+func (t *Tx) MarkAbsent(ctx context.Context, e *records.Entity, seen string) (int64, error) {
+	now := records.FormatDateTime(t.now)
+	cond := " WHERE t.status <> 'tobedeleted' AND NOT EXISTS (SELECT 1 FROM temp.imp_seen s WHERE s.ent = ? AND s.id = t.sourced_id)"
+	if st := studentSQL(e); st != "" {
+		if _, err := t.exec(ctx, "INSERT INTO temp.imp_students (id) SELECT "+st+" FROM "+e.Table+" t"+cond+" AND "+st+" IS NOT NULL ON CONFLICT DO NOTHING", seen); err != nil {
+			return 0, unavailable("mark absent", err)
+		}
+	}
+	if _, err := t.exec(ctx, "INSERT INTO changes (entity, sourced_id, op, time) SELECT ?, t.sourced_id, 'upsert', ? FROM "+e.Table+" t"+cond+" ORDER BY t.sourced_id", e.Name, now, seen); err != nil {
+		return 0, unavailable("mark absent", err)
+	}
+	res, err := t.exec(ctx, "UPDATE "+e.Table+" AS t SET status = 'tobedeleted', date_last_modified = ?"+cond, now, seen)
+	if err != nil {
+		return 0, unavailable("mark absent", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, unavailable("mark absent", err)
+	}
+	return n, nil
+}
+
+// ImportStudents returns the students whose records the import changed, sorted.
+func (t *Tx) ImportStudents(ctx context.Context) ([]string, error) {
+	rows, err := t.query(ctx, "SELECT id FROM temp.imp_students ORDER BY id")
+	if err != nil {
+		return nil, unavailable("import students", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, unavailable("import students", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// MissingIDs returns those of ids that are not objects of e, inside the transaction.
+func (t *Tx) MissingIDs(ctx context.Context, e *records.Entity, ids []string) ([]string, error) {
+	var missing []string
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		found, err := existing(ctx, t.tx, t.s.d, e, ids[:n])
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids[:n] {
+			if !found[id] {
+				missing = append(missing, id)
+			}
+		}
+		ids = ids[n:]
+	}
+	return missing, nil
+}
+
+// ExistingIDs returns which of ids are objects of e (any status).
+func (s *Store) ExistingIDs(ctx context.Context, e *records.Entity, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		found, err := existing(ctx, s.r, s.d, e, ids[:n])
+		if err != nil {
+			return nil, err
+		}
+		for id := range found {
+			out[id] = true
+		}
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func existing(ctx context.Context, db querier, d dialect, e *records.Entity, ids []string) (map[string]bool, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := db.QueryContext(ctx, d.rebind("SELECT sourced_id FROM "+e.Table+" WHERE sourced_id IN "+placeholders(len(ids))), args...)
+	if err != nil {
+		return nil, unavailable("existing ids", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, unavailable("existing ids", err)
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
+// UserProfileIDs returns, for each of users that exists, the profileIds of its stored
+// userProfiles.
+func (s *Store) UserProfileIDs(ctx context.Context, users []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for len(users) > 0 {
+		n := min(len(users), 500)
+		args := make([]any, n)
+		for i, u := range users[:n] {
+			args[i] = u
+		}
+		rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT sourced_id, user_profiles FROM users WHERE sourced_id IN "+placeholders(n)), args...)
+		if err != nil {
+			return nil, unavailable("user profiles", err)
+		}
+		for rows.Next() {
+			var id string
+			var js sql.NullString
+			if err := rows.Scan(&id, &js); err != nil {
+				rows.Close()
+				return nil, unavailable("user profiles", err)
+			}
+			var profiles []struct {
+				ProfileID string `json:"profileId"`
+			}
+			if js.Valid {
+				_ = json.Unmarshal([]byte(js.String), &profiles) // not a list of profiles: it has no ids
+			}
+			ids := []string{}
+			for _, p := range profiles {
+				ids = append(ids, p.ProfileID)
+			}
+			out[id] = ids
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, unavailable("user profiles", err)
+		}
+		users = users[n:]
+	}
+	return out, nil
+}
+
+// Snapshot is one consistent read of the store, for exports.
+type Snapshot struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+// Snapshot runs fn in one read transaction: everything it reads is of one moment.
+func (s *Store) Snapshot(ctx context.Context, fn func(*Snapshot) error) error {
+	return s.readTx(ctx, func(tx *sql.Tx) error { return fn(&Snapshot{s: s, tx: tx}) })
+}
+
+// Each calls fn for every object of q.Entity within q.Scope and q.Where, in sourcedId
+// order, with the fields q.Hidden allows decrypted. Filter, Sort and Page are ignored.
+func (sn *Snapshot) Each(ctx context.Context, q Query, fn func(records.Object) error) error {
+	e := q.Entity
+	sl := sn.s.selectFor(e)
+	where := records.And(append([]records.Predicate{q.Scope}, q.Where...)...)
+	stmt := "SELECT " + sl.sql + " FROM " + e.Table + " t" + sl.join
+	if where.SQL != "" {
+		stmt += " WHERE " + where.SQL
+	}
+	rows, err := sn.tx.QueryContext(ctx, sn.s.d.rebind(stmt+" ORDER BY t.sourced_id"), where.Args...)
+	if err != nil {
+		return unavailable("read "+e.Name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		obj, err := sn.s.scan(rows, e, sl, &q)
+		if err != nil {
+			return err
+		}
+		if err := fn(obj); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return unavailable("read "+e.Name, err)
+	}
+	return nil
+}
+
+// MetadataKeys returns the top-level keys of the metadata objects of e's objects
+// within scope, sorted.
+func (sn *Snapshot) MetadataKeys(ctx context.Context, e *records.Entity, scope records.Predicate) ([]string, error) {
+	if sn.s.d.name() != "sqlite" {
+		return nil, errors.New("sqlstore: metadata keys: only SQLite in this build")
+	}
+	where := records.And(records.Predicate{SQL: "t.metadata IS NOT NULL AND json_valid(t.metadata) AND json_type(t.metadata) = 'object'"}, scope)
+	rows, err := sn.tx.QueryContext(ctx, "SELECT DISTINCT j.key FROM "+e.Table+" t, json_each(t.metadata) j WHERE "+where.SQL+" ORDER BY 1", where.Args...)
+	if err != nil {
+		return nil, unavailable("metadata keys", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, unavailable("metadata keys", err)
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// ImportJob is an import started through the API, as kept in the imports table.
+type ImportJob struct {
+	ID         string          `json:"id"`
+	Status     string          `json:"status"` // queued, running, succeeded, invalid, failed
+	Principal  string          `json:"principal"`
+	CreatedAt  time.Time       `json:"createdAt"`
+	FinishedAt *time.Time      `json:"finishedAt,omitempty"`
+	Summary    json.RawMessage `json:"summary,omitempty"`
+	Errors     json.RawMessage `json:"errors,omitempty"`
+}
+
+// PutImportJob creates or replaces an import job's row.
+func (t *Tx) PutImportJob(ctx context.Context, j ImportJob) error {
+	var fin any
+	if j.FinishedAt != nil {
+		fin = records.FormatDateTime(*j.FinishedAt)
+	}
+	_, err := t.exec(ctx, "INSERT INTO imports (id, status, principal, created_at, finished_at, summary, errors) VALUES (?, ?, ?, ?, ?, ?, ?)"+
+		" ON CONFLICT (id) DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at, summary = excluded.summary, errors = excluded.errors",
+		j.ID, j.Status, j.Principal, records.FormatDateTime(j.CreatedAt), fin, nullJSON(j.Summary), nullJSON(j.Errors))
+	if err != nil {
+		return unavailable("put import job", err)
+	}
+	return nil
+}
+
+func nullJSON(j json.RawMessage) any {
+	if len(j) == 0 {
+		return nil
+	}
+	return string(j)
+}
+
+// FailUnfinishedImports marks jobs left queued or running by a process that stopped
+// as failed; the store holds nothing of them (each import is one transaction).
+func (t *Tx) FailUnfinishedImports(ctx context.Context, reason string) (int64, error) {
+	msg, _ := json.Marshal([]map[string]string{{"message": reason}})
+	res, err := t.exec(ctx, "UPDATE imports SET status = 'failed', finished_at = ?, errors = ? WHERE status IN ('queued', 'running')", records.FormatDateTime(t.now), string(msg))
+	if err != nil {
+		return 0, unavailable("fail unfinished imports", err)
+	}
+	return res.RowsAffected()
+}
+
+// ImportJob returns one import job.
+func (s *Store) ImportJob(ctx context.Context, id string) (ImportJob, error) {
+	var j ImportJob
+	var created string
+	var fin, sum, errs sql.NullString
+	err := s.r.QueryRowContext(ctx, s.d.rebind("SELECT id, status, principal, created_at, finished_at, summary, errors FROM imports WHERE id = ?"), id).
+		Scan(&j.ID, &j.Status, &j.Principal, &created, &fin, &sum, &errs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return j, &records.Error{Code: records.NotFound, Message: fmt.Sprintf("import %q not found", clipID(id))}
+	}
+	if err != nil {
+		return j, unavailable("import job", err)
+	}
+	j.CreatedAt, _ = time.Parse(time.RFC3339Nano, created) // written by PutImportJob
+	if fin.Valid {
+		f, _ := time.Parse(time.RFC3339Nano, fin.String)
+		j.FinishedAt = &f
+	}
+	if sum.Valid {
+		j.Summary = json.RawMessage(sum.String)
+	}
+	if errs.Valid {
+		j.Errors = json.RawMessage(errs.String)
+	}
+	return j, nil
+}
