@@ -768,7 +768,9 @@ var controls = []control{
 		},
 		func(s *stack) { s.add(tSecret, "secret-unused", map[string]any{"name": "registrar/unused"}) }},
 	{"SecretsManager.4", "secrets are rotated within 90 days, or are a named exception with its procedure",
-		checkRotation, func(s *stack) { delete(s.byName(tDBCluster, "db").In, "manageMasterUserPassword") }},
+		checkRotation, func(s *stack) {
+			s.byName(tSecretRotation, "secret-redis-auth-rotation").In["rotationRules"] = map[string]any{"automaticallyAfterDays": 365.0}
+		}},
 
 	// EC2.
 	{"EC2.2", "the VPC's default security group has no rules",
@@ -974,8 +976,7 @@ func decryptOnAllKeys(s *stack, typ, field string) (f findings) {
 // rotationExceptions are the secrets that Secrets Manager does not rotate, each with
 // how they are rotated instead (docs/deploy-aws.md, "Rotation").
 var rotationExceptions = map[string]string{
-	"secret-redis-auth": "no AWS-provided rotation function for ElastiCache AUTH tokens; rotated with the documented two-step ROTATE/SET procedure and a new deployment",
-	"secret-keyset":     "registrar's own keyset: rotated with `registrar keys rotate`, which only the application can do",
+	"secret-keyset": "registrar's own keyset: rotated with `registrar keys rotate`, which only the application can do",
 }
 
 // checkRotation: the RDS-managed master secret is rotated by RDS (managed rotation,
@@ -994,7 +995,8 @@ func checkRotation(s *stack) (f findings) {
 		rotated := false
 		for _, r := range s.of(tSecretRotation) {
 			days, _ := path(r.In, "rotationRules.automaticallyAfterDays").(float64)
-			if r.str("secretId") == sec.ID && days > 0 && days <= 90 {
+			fn := s.byID(r.str("rotationLambdaArn"))
+			if r.str("secretId") == sec.ID && days > 0 && days <= 90 && fn != nil && fn.Type == "aws:lambda/function:Function" {
 				rotated = true
 			}
 		}

@@ -105,6 +105,9 @@ func Deploy(ctx *pulumi.Context, cfg StackConfig) (*Outputs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
+	if err := d.rotation(data, svc); err != nil {
+		return nil, fmt.Errorf("rotation: %w", err)
+	}
 	edge, err := d.gateway(lbs)
 	if err != nil {
 		return nil, fmt.Errorf("api gateway: %w", err)
@@ -165,6 +168,16 @@ func (d *deployer) tagsWith(name string, extra map[string]string) pulumi.StringM
 		m[k] = pulumi.String(v)
 	}
 	return m
+}
+
+// serviceTrust is an assume-role policy for an AWS service that does not pass the
+// calling account to STS (Lambda, API Gateway's logging role).
+func (d *deployer) serviceTrust(service string) obj {
+	return policy(obj{
+		"Effect":    "Allow",
+		"Principal": obj{"Service": service},
+		"Action":    strs("sts:AssumeRole"),
+	})
 }
 
 // trust is an assume-role policy for one AWS service principal, limited to this

@@ -43,7 +43,7 @@ func (d *deployer) gateway(lbs *loadBalancers) (*edge, error) {
 		// and region sets manageApiGatewayAccount: false.
 		role, err := iam.NewRole(ctx, "apigw-logs-role", &iam.RoleArgs{
 			Name:              pulumi.String(d.name("apigw-logs")),
-			AssumeRolePolicy:  toJSON(d.trust("apigateway.amazonaws.com")),
+			AssumeRolePolicy:  toJSON(d.serviceTrust("apigateway.amazonaws.com")),
 			ManagedPolicyArns: pulumi.StringArray{pulumi.String("arn:" + d.partition + ":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")},
 			Tags:              d.tags("apigw-logs"),
 		})

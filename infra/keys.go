@@ -104,7 +104,7 @@ func (d *deployer) createKeys(r *roles) (*keys, error) {
 			"Sid":       "TaskWrapsAndUnwrapsDataKeys",
 			"Effect":    "Allow",
 			"Principal": obj{"AWS": r.Task.Arn},
-			"Action":    strs("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"),
+			"Action":    strs("kms:Encrypt", "kms:Decrypt"),
 			"Resource":  "*",
 		}}, operatorStatement(operators)...)},
 	}

@@ -20,14 +20,15 @@ type roles struct {
 // The AWS calls registrar's code makes with the task role, by the package that makes
 // them. The task role grants these and nothing else; a test checks both directions.
 var (
-	// stream/: the Kinesis consumer reads the inbound stream from checkpoints it keeps in
-	// the store; the producer writes change events to the outbound stream.
-	kinesisConsumerActions = []string{"kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"}
-	kinesisProducerActions = []string{"kinesis:DescribeStreamSummary", "kinesis:PutRecord", "kinesis:PutRecords"}
-	// vault/: Tink's aws-kms AEAD wraps and unwraps data keys with the KEK.
-	kekActions = []string{"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}
-	// SSE-KMS on the streams: producers need a data key, consumers decrypt.
+	// stream/kinesis.go: the worker lists the inbound stream's shards and reads them from
+	// checkpoints it keeps in the store (ListShards, GetShardIterator, GetRecords); the
+	// outbox relay writes change events to the outbound stream (PutRecords).
+	kinesisConsumerActions = []string{"kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"}
+	kinesisProducerActions = []string{"kinesis:PutRecords"}
+	// SSE-KMS on the streams: PutRecords needs a data key, GetRecords decrypts.
 	streamKeyActions = []string{"kms:GenerateDataKey", "kms:Decrypt"}
+	// vault/: Tink's aws-kms AEAD wraps and unwraps keys with the KEK (Encrypt, Decrypt).
+	kekActions = []string{"kms:Encrypt", "kms:Decrypt"}
 	// documents/: the EFS mount with IAM authorization, read-write, never root.
 	efsClientActions = []string{"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
 )

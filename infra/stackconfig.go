@@ -75,6 +75,8 @@ type StackConfig struct {
 	MaxBody      string
 
 	// Operations.
+	RotatorArchive          string // zip of the rotator function (infra/build-rotator.sh)
+	CacheTokenRotationDays  int    // Redis AUTH token rotation period
 	AlarmEmail              string
 	KeyOperatorARNs         []string // principals allowed to wrap and unwrap the service keyset with the KEK
 	ManageAPIGatewayAccount bool     // set the region's API Gateway CloudWatch role (one per account and region)
@@ -131,6 +133,8 @@ func LoadStackConfig(stack string, get Getter, keys []string) (StackConfig, erro
 		TokenTTL:                settingDefault("REGISTRAR_TOKEN_TTL"),
 		MaxBody:                 settingDefault("REGISTRAR_MAX_BODY"),
 		ManageAPIGatewayAccount: true,
+		RotatorArchive:          "build/rotator.zip",
+		CacheTokenRotationDays:  30,
 	}
 	var errs []error
 	str := func(key string, dst *string) {
@@ -220,6 +224,8 @@ func LoadStackConfig(stack string, get Getter, keys []string) (StackConfig, erro
 		"tokenTtl":                func(k string) { str(k, &c.TokenTTL) },
 		"maxBody":                 func(k string) { str(k, &c.MaxBody) },
 		"alarmEmail":              func(k string) { str(k, &c.AlarmEmail) },
+		"rotatorArchive":          func(k string) { str(k, &c.RotatorArchive) },
+		"cacheTokenRotationDays":  func(k string) { integer(k, &c.CacheTokenRotationDays) },
 		"keyOperatorArns":         func(k string) { list(k, &c.KeyOperatorARNs) },
 		"manageApiGatewayAccount": func(k string) { boolean(k, &c.ManageAPIGatewayAccount) },
 	}
@@ -325,6 +331,12 @@ func (c StackConfig) Validate() error {
 	}
 	if c.OIDCAudience == "" {
 		bad("registrar:oidcAudience is required")
+	}
+	if c.CacheTokenRotationDays < 1 || c.CacheTokenRotationDays > 90 {
+		bad("registrar:cacheTokenRotationDays: %d, want 1..90", c.CacheTokenRotationDays)
+	}
+	if c.RotatorArchive == "" {
+		bad("registrar:rotatorArchive is required (build it with infra/build-rotator.sh)")
 	}
 	for _, a := range c.KeyOperatorARNs {
 		if !iamARN.MatchString(a) {
