@@ -297,7 +297,14 @@ func deployExample(t *testing.T, name string) *stack {
 	if s, ok := deployed[name]; ok {
 		return s
 	}
-	cfg := loadExample(t, name)
+	var cfg StackConfig
+	if name == "prodworker" {
+		// The prod example with `registrar worker` as a second service.
+		cfg = loadExample(t, "prod")
+		cfg.Stack, cfg.SeparateWorker, cfg.WorkerCount = name, true, 2
+	} else {
+		cfg = loadExample(t, name)
+	}
 	s, err := deployWithMocks(name, cfg)
 	if err != nil {
 		t.Fatalf("deploy %s: %v", name, err)
@@ -322,5 +329,6 @@ func deployWithMocks(name string, cfg StackConfig) (*stack, error) {
 	return &stack{Name: name, Cfg: cfg, All: rec.all}, nil
 }
 
-// examples are the stacks every control is asserted on.
-var examples = []string{"dev", "prod"}
+// examples are the stacks every control is asserted on: the two example files, and prod
+// with a separate worker service.
+var examples = []string{"dev", "prod", "prodworker"}
