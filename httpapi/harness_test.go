@@ -23,14 +23,14 @@ import (
 
 // harness is a server over a real SQLite store loaded with the test district.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	store *sqlstore.Store
 	auth  *authn.Authenticator
 	srv   *httptest.Server
 	logs  *strings.Builder
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	v, err := vault.Open(vault.Options{Dir: dir + "/keys"})

@@ -29,15 +29,18 @@ func (t *Tx) Audit(e audit.Event) { t.events = append(t.events, e) }
 func (t *Tx) Now() time.Time { return t.now }
 
 func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.s.d.rebind(q), args...)
+	return txExec(ctx, t.s.wstmt, t.tx, t.s.d.rebind(q), args...)
 }
 
 func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st, err := t.s.wstmt.get(ctx, t.s.d.rebind(q)); err == nil && st != nil {
+		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
 	return t.tx.QueryRowContext(ctx, t.s.d.rebind(q), args...)
 }
 
 func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, t.s.d.rebind(q), args...)
+	return txQuery(ctx, t.s.wstmt, t.tx, t.s.d.rebind(q), args...)
 }
 
 type commitReq struct {
@@ -67,10 +70,18 @@ type committer struct {
 	ck checkpointState // signed checkpoints and the log-stream copy (audit.go)
 }
 
+const (
+	insertAuditEvent   = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+	insertAuditStudent = "INSERT INTO audit_students (chain, seq, student_id) VALUES (?, ?, ?)"
+)
+
 func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
 	c := &committer{s: s, chain: chain, reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
 	if err := c.loadHead(ctx); err != nil {
 		return nil, err
+	}
+	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent), s.d.rebind(insertAuditStudent)); err != nil {
+		return nil, fmt.Errorf("sqlstore: prepare audit statements: %w", err)
 	}
 	if err := c.loadCheckpointState(ctx); err != nil {
 		return nil, err
@@ -286,12 +297,12 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 	}
 	body := e.Canonical()
 	hash := audit.Link(c.head, body)
-	if _, err := tx.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+	if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertAuditEvent),
 		c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash); err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
 	for _, st := range e.Students {
-		if _, err := tx.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_students (chain, seq, student_id) VALUES (?, ?, ?)"), c.chain, c.seq, st); err != nil {
+		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertAuditStudent), c.chain, c.seq, st); err != nil {
 			return fmt.Errorf("index audit event: %w", err)
 		}
 	}

@@ -47,6 +47,8 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 	commit *committer
+	rstmt  *stmtCache // prepared statements on the read pool
+	wstmt  *stmtCache // prepared statements on the writer
 	audit  auditConfig // checkpoints, benchmarks' switch (audit.go)
 
 	closeOnce sync.Once
@@ -106,6 +108,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.w, s.r, err = openSQLite(o.Path, o.Readers); err != nil {
 		return nil, err
 	}
+	s.rstmt, s.wstmt = newStmtCache(s.r, 512), newStmtCache(s.w, 256)
+	s.wstmt.fixed = true
 	if err := s.migrate(ctx); err != nil {
 		s.w.Close()
 		s.r.Close()
@@ -162,6 +166,8 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopCheckpoints()
 		s.commit.stop()
+		s.rstmt.close()
+		s.wstmt.close()
 		err = errors.Join(s.r.Close(), s.w.Close())
 	})
 	return err

@@ -130,7 +130,7 @@ func (s *Store) getTx(ctx context.Context, tx *sql.Tx, q Query, id string) (reco
 	sl := s.selectFor(e)
 	where := records.And(append([]records.Predicate{{SQL: "t.sourced_id = ?", Args: []any{id}}, q.Scope}, q.Where...)...)
 	stmt := "SELECT " + sl.sql + " FROM " + e.Table + " t" + sl.join + " WHERE " + where.SQL
-	rows, err := tx.QueryContext(ctx, s.d.rebind(stmt), where.Args...)
+	rows, err := txQuery(ctx, s.rstmt, tx, s.d.rebind(stmt), where.Args...)
 	if err != nil {
 		return nil, unavailable("get "+e.Name, err)
 	}
@@ -199,7 +199,7 @@ func (s *Store) List(ctx context.Context, q Query) (Result, error) {
 	stmt += " ORDER BY " + order + " LIMIT ? OFFSET ?"
 	args := append(append([]any{}, where.Args...), q.Page.Limit, q.Page.Offset)
 	err = s.readTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.d.rebind(stmt), args...)
+		rows, err := txQuery(ctx, s.rstmt, tx, s.d.rebind(stmt), args...)
 		if err != nil {
 			return unavailable("list "+e.Name, err)
 		}
@@ -263,7 +263,8 @@ func (s *Store) orderBy(q *Query) (string, error) {
 }
 
 func sortError(e *records.Entity, name, why string) error {
-	return &records.Error{Code: records.Invalid, CodeMinor: "invalid_sort_field", Field: "sort", Message: fmt.Sprintf("sort: %q %s", clipID(name), why)}
+	// invaliddata: OneRoster 1.2's imsx_codeMinorFieldValue has no invalid_sort_field (a 1.1 value).
+	return &records.Error{Code: records.Invalid, CodeMinor: "invaliddata", Field: "sort", Message: fmt.Sprintf("sort: %q %s", clipID(name), why)}
 }
 
 // scan decodes one row into an object, opening the sealed fields the caller may see.
