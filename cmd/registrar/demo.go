@@ -36,7 +36,9 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	seed := fs.Uint64("seed", 1, "seed: the same seed and size give the same package, byte for byte")
 	asZip := fs.Bool("zip", false, "write a zip instead of a folder")
 	canary := fs.String("canary", "", "embed this string in every sensitive value (leak tests)")
-	if _, err := parse(e, fs, vals, args); err != nil {
+	today := fs.String("today", "", "the generator's reference date YYYY-MM-DD (school year, ages); default today")
+	rcfg, err := parse(e, fs, vals, args)
+	if err != nil {
 		return err
 	}
 	if *out == "" || *students < 1 {
@@ -44,8 +46,15 @@ func runGenerate(ctx context.Context, e *env, args []string) error {
 	}
 	cfg := gen.Defaults(*students)
 	cfg.Seed, cfg.Canary = *seed, *canary
+	cfg.Today = time.Now().In(rcfg.Timezone)
+	if *today != "" {
+		t, err := records.ParseDate(*today)
+		if err != nil {
+			return &exitError{code: 2, msg: "--today: " + err.Error()}
+		}
+		cfg.Today = t
+	}
 	var sum gen.Summary
-	var err error
 	if *asZip {
 		f, ferr := os.OpenFile(*out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if ferr != nil {
