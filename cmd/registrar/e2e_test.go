@@ -35,7 +35,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func getenvFrom(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+func getenvFrom(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
 
 // runMain runs Main to completion with args and returns stdout and the exit code.
 func runMain(t *testing.T, env map[string]string, args ...string) (string, int) {
