@@ -15,7 +15,8 @@ type migration func(d dialect) []string
 
 var migrations = []migration{
 	migration1,
-	migration2, // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
+	migration2,    // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
+	migrationKeys, // KEK versions, document keys, key rotations, deletion certificates (sqlstore/keys.go)
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction.

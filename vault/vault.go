@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
@@ -40,19 +41,24 @@ var ErrDecrypt = errors.New("vault: ciphertext does not decrypt under this recor
 
 // Vault holds the unwrapped service keys and a bounded cache of unwrapped data keys.
 type Vault struct {
-	kek       tink.AEAD
-	kekHandle *keyset.Handle // local KEK only: used by rotation
+	remoteKEK tink.AEAD // set when the KEK is not the local keyset file (AWS KMS)
 	kekPath   string
+	kekMu     sync.Mutex // serializes reloads, rotation and retirement of the local KEK
+	local     atomic.Pointer[localKEK]
+
+	svcPath string // the service keyset file; "" when it was injected (REGISTRAR_KEYSET)
+	svcMu   sync.Mutex
+	svcJSON string // the service keyset as loaded (wrapped by the KEK)
 
 	bidx      *prf.Set
 	signer    tink.Signer
 	verifier  tink.Verifier
+	sigKeyID  uint32
 	jwtSigner jwt.Signer
 	jwtPublic *keyset.Handle
 
-	mu    sync.RWMutex
-	cache map[string]tink.AEAD
-	max   int
+	cache *keyCache[tink.AEAD]          // unwrapped field data keys, by subject
+	docs  *keyCache[tink.StreamingAEAD] // unwrapped document keys, by subject
 
 	noop bool
 }
@@ -83,29 +89,31 @@ const (
 // Open loads the keys, creating them on first use: the local KEK file (0600) unless
 // opts.KEK is given, and the service keyset wrapped by the KEK.
 func Open(opts Options) (*Vault, error) {
-	v := &Vault{cache: map[string]tink.AEAD{}, max: opts.CacheSize, noop: opts.NoopCipherForBenchmarks}
-	if v.max <= 0 {
-		v.max = 65536
+	size := opts.CacheSize
+	if size <= 0 {
+		size = 65536
 	}
+	v := &Vault{cache: newKeyCache[tink.AEAD](size), docs: newKeyCache[tink.StreamingAEAD](size), noop: opts.NoopCipherForBenchmarks}
 	if opts.KEK != nil {
-		v.kek = opts.KEK
+		v.remoteKEK = opts.KEK
 	} else {
 		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("vault: key folder: %w", err)
 		}
 		v.kekPath = filepath.Join(opts.Dir, kekFile)
-		h, err := loadOrCreateKEK(v.kekPath)
+		if _, err := loadOrCreateKEK(v.kekPath); err != nil {
+			return nil, err
+		}
+		st, err := loadLocalKEK(v.kekPath)
 		if err != nil {
 			return nil, err
 		}
-		if v.kek, err = aead.New(h); err != nil {
-			return nil, fmt.Errorf("vault: KEK primitive: %w", err)
-		}
-		v.kekHandle = h
+		v.local.Store(st)
 	}
 	svc := opts.ServiceKeyset
 	if svc == "" {
 		path := filepath.Join(opts.Dir, serviceFile)
+		v.svcPath = path
 		b, err := os.ReadFile(path)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
@@ -124,6 +132,7 @@ func Open(opts Options) (*Vault, error) {
 	if err := v.loadServiceKeyset(svc); err != nil {
 		return nil, err
 	}
+	v.svcJSON = svc
 	return v, nil
 }
 
@@ -217,7 +226,7 @@ func (v *Vault) newServiceKeyset() (string, error) {
 			return "", fmt.Errorf("vault: generate %s key", k.purpose)
 		}
 		var buf bytes.Buffer
-		if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), v.kek, []byte("registrar/service/"+k.purpose)); err != nil {
+		if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), v.kek(), []byte("registrar/service/"+k.purpose)); err != nil {
 			return "", fmt.Errorf("vault: wrap %s key: %w", k.purpose, err)
 		}
 		*k.dst = base64.StdEncoding.EncodeToString(buf.Bytes())
@@ -239,7 +248,7 @@ func (v *Vault) loadServiceKeyset(js string) error {
 		if err != nil {
 			return nil, fmt.Errorf("vault: service keyset %s: %w", purpose, err)
 		}
-		h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(raw)), v.kek, []byte("registrar/service/"+purpose))
+		h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(raw)), v.kek(), []byte("registrar/service/"+purpose))
 		if err != nil {
 			return nil, fmt.Errorf("vault: service keyset %s does not open under this KEK: %w", purpose, err)
 		}
@@ -258,6 +267,7 @@ func (v *Vault) loadServiceKeyset(js string) error {
 	if v.signer, err = signature.NewSigner(h); err != nil {
 		return fmt.Errorf("vault: signer: %w", err)
 	}
+	v.sigKeyID = h.KeysetInfo().GetPrimaryKeyId()
 	pub, err := h.Public()
 	if err != nil {
 		return fmt.Errorf("vault: signature public key: %w", err)
@@ -290,73 +300,57 @@ func (v *Vault) NewDataKey(subject string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault: new data key: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), v.kek, dataKeyAD(subject)); err != nil {
+	wrapped, err := v.wrap(h, dataKeyAD(subject))
+	if err != nil {
 		return nil, fmt.Errorf("vault: wrap data key: %w", err)
 	}
 	a, err := aead.New(h)
 	if err != nil {
 		return nil, fmt.Errorf("vault: data key primitive: %w", err)
 	}
-	v.remember(subject, a)
-	return buf.Bytes(), nil
+	v.cache.put(subject, a)
+	return wrapped, nil
 }
 
 // DataKey returns subject's data key, unwrapping wrapped unless it is cached.
 func (v *Vault) DataKey(subject string, wrapped []byte) (tink.AEAD, error) {
-	v.mu.RLock()
-	a, ok := v.cache[subject]
-	v.mu.RUnlock()
-	if ok {
+	if a, ok := v.cache.get(subject); ok {
 		return a, nil
 	}
-	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), v.kek, dataKeyAD(subject))
+	h, err := v.unwrap(wrapped, dataKeyAD(subject))
 	if err != nil {
-		return nil, fmt.Errorf("vault: unwrap data key: %w", ErrDecrypt)
+		return nil, fmt.Errorf("vault: unwrap data key: %w", err)
 	}
-	if a, err = aead.New(h); err != nil {
+	a, err := aead.New(h)
+	if err != nil {
 		return nil, fmt.Errorf("vault: data key primitive: %w", err)
 	}
-	v.remember(subject, a)
+	v.cache.put(subject, a)
 	return a, nil
 }
 
 // Rewrap unwraps a data key with any KEK version and wraps it again under the
 // current primary; used by key rotation.
 func (v *Vault) Rewrap(subject string, wrapped []byte) ([]byte, error) {
-	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), v.kek, dataKeyAD(subject))
+	return v.rewrap(wrapped, dataKeyAD(subject))
+}
+
+func (v *Vault) rewrap(wrapped, ad []byte) ([]byte, error) {
+	h, err := v.unwrap(wrapped, ad)
 	if err != nil {
-		return nil, fmt.Errorf("vault: unwrap data key: %w", ErrDecrypt)
+		return nil, fmt.Errorf("vault: unwrap key: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), v.kek, dataKeyAD(subject)); err != nil {
-		return nil, fmt.Errorf("vault: wrap data key: %w", err)
+	out, err := v.wrap(h, ad)
+	if err != nil {
+		return nil, fmt.Errorf("vault: wrap key: %w", err)
 	}
-	return buf.Bytes(), nil
+	return out, nil
 }
 
-func (v *Vault) remember(subject string, a tink.AEAD) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.cache) >= v.max {
-		// Evict about a tenth, in map order (random): cheap, and bounded.
-		n := v.max / 10
-		for k := range v.cache {
-			if n <= 0 {
-				break
-			}
-			delete(v.cache, k)
-			n--
-		}
-	}
-	v.cache[subject] = a
-}
-
-// Forget drops subject's data key from memory (after a purge).
+// Forget drops subject's data keys (fields and documents) from memory (after a purge).
 func (v *Vault) Forget(subject string) {
-	v.mu.Lock()
-	delete(v.cache, subject)
-	v.mu.Unlock()
+	v.cache.del(subject)
+	v.docs.del(subject)
 }
 
 // Binding is the associated data that ties a sealed value to one place: a ciphertext
