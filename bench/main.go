@@ -1,0 +1,497 @@
+// Command bench reproduces every performance figure of BENCHMARKS.md on this machine:
+//
+//	go run ./bench            full run (1,000, 10,000 and 100,000 students; tens of minutes)
+//	go run ./bench --quick    routine run (10,000 students; under five minutes)
+//
+// It builds the registrar binary, generates synthetic districts with the generator,
+// imports them, starts the real server on loopback and measures it over real HTTP with
+// the load generator (bench/load), each figure beside its baseline from the same run:
+// per-endpoint throughput beside a bare net/http handler running the same SQL on the
+// same database file, and the costs of authorization, encryption and audit from the
+// packages' own `go test -bench` pairs. It then rewrites BENCHMARKS.md.
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"registrar/bench/load"
+)
+
+type options struct {
+	quick    bool
+	out      string
+	dur      time.Duration
+	workers  int
+	sizes    []int
+	keepTemp bool
+}
+
+func main() {
+	var o options
+	flag.BoolVar(&o.quick, "quick", false, "routine run: one size (10,000 students), short measurements")
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "file to rewrite with the figures")
+	flag.BoolVar(&o.keepTemp, "keep", false, "keep the temporary data directories")
+	sizes := flag.String("sizes", "", "comma-separated district sizes in students (default: 1000,10000,100000; --quick: 10000)")
+	flag.DurationVar(&o.dur, "duration", 0, "length of each measurement (default 20s; --quick 8s)")
+	flag.Parse()
+	o.workers, o.sizes = 16, []int{1000, 10000, 100000}
+	if o.dur == 0 {
+		o.dur = 20 * time.Second
+		if o.quick {
+			o.dur = 8 * time.Second
+		}
+	}
+	if o.quick {
+		o.sizes = []int{10000}
+	}
+	if *sizes != "" {
+		o.sizes = nil
+		for _, f := range strings.Split(*sizes, ",") {
+			var n int
+			if _, err := fmt.Sscan(f, &n); err != nil || n < 100 {
+				fmt.Fprintln(os.Stderr, "bench: --sizes wants numbers of at least 100")
+				os.Exit(2)
+			}
+			o.sizes = append(o.sizes, n)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// report accumulates the figures and writes them as markdown.
+type report struct {
+	command  string
+	sections []string
+}
+
+func (r *report) add(title, body string) {
+	r.sections = append(r.sections, "## "+title+"\n\n"+body)
+	fmt.Println("\n## " + title + "\n\n" + body)
+}
+
+func run(ctx context.Context, o options) error {
+	tmp, err := os.MkdirTemp("", "registrar-bench-")
+	if err != nil {
+		return err
+	}
+	if !o.keepTemp {
+		defer os.RemoveAll(tmp)
+	}
+	bin := filepath.Join(tmp, "registrar")
+	fmt.Println("building", bin)
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/registrar").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	cmd := "go run ./bench"
+	if o.quick {
+		cmd += " --quick"
+	}
+	rep := &report{command: cmd}
+	var scaling []string
+	for _, n := range o.sizes {
+		d, err := prepare(ctx, bin, tmp, n)
+		if err != nil {
+			return err
+		}
+		row, err := measureSize(ctx, o, bin, d, rep, n == 10000 || len(o.sizes) == 1)
+		if err != nil {
+			return err
+		}
+		scaling = append(scaling, row)
+	}
+	rep.add("How cost grows with size", "| students | rows imported | import rows/s | GET /students/{id} req/s | GET /classes/{id}/students req/s |\n|---:|---:|---:|---:|---:|\n"+strings.Join(scaling, "\n")+"\n")
+	if err := goBenchmarks(ctx, o, rep); err != nil {
+		return err
+	}
+	return rep.write(o.out)
+}
+
+// district is one generated, imported data dir.
+type district struct {
+	n         int
+	dir       string
+	rows      int
+	importDur time.Duration
+	env       []string
+}
+
+func runCmd(ctx context.Context, env []string, bin string, args ...string) (string, error) {
+	c := exec.CommandContext(ctx, bin, args...)
+	c.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("registrar %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out), nil
+}
+
+var rowsRe = regexp.MustCompile(`(?:imported|checked) (\d+) rows`)
+
+func prepare(ctx context.Context, bin, tmp string, n int) (*district, error) {
+	d := &district{n: n, dir: filepath.Join(tmp, fmt.Sprintf("data-%d", n))}
+	d.env = []string{"REGISTRAR_DATA=" + d.dir, "REGISTRAR_LOG_LEVEL=error"}
+	pkg := filepath.Join(tmp, fmt.Sprintf("pkg-%d", n))
+	fmt.Printf("generating %d students\n", n)
+	if _, err := runCmd(ctx, d.env, bin, "generate", "--out", pkg, "--students", fmt.Sprint(n), "--seed", "1"); err != nil {
+		return nil, err
+	}
+	fmt.Printf("importing %d students\n", n)
+	start := time.Now()
+	out, err := runCmd(ctx, d.env, bin, "import", pkg)
+	if err != nil {
+		return nil, err
+	}
+	d.importDur = time.Since(start)
+	if m := rowsRe.FindStringSubmatch(out); m != nil {
+		fmt.Sscan(m[1], &d.rows)
+	}
+	os.RemoveAll(pkg)
+	return d, nil
+}
+
+// server is a running registrar serve subprocess.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	done chan error
+}
+
+func startServer(ctx context.Context, bin string, env []string) (*server, error) {
+	c := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0")
+	c.Env = append(os.Environ(), env...)
+	c.Stderr = io.Discard
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: c, done: make(chan error, 1)}
+	sc := bufio.NewScanner(stdout)
+	re := regexp.MustCompile(`listening on (http://\S+)`)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			s.base = m[1]
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout); s.done <- c.Wait() }()
+	if s.base == "" {
+		c.Process.Kill()
+		return nil, fmt.Errorf("registrar serve printed no address")
+	}
+	return s, nil
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+	}
+}
+
+func token(ctx context.Context, base, id, secret string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`"access_token":"([^"]+)"`).FindSubmatch(b)
+	if m == nil {
+		return "", fmt.Errorf("token: %s", b)
+	}
+	return string(m[1]), nil
+}
+
+// sample holds ids drawn from the database for building requests.
+type sample struct {
+	students, classes []string
+	teachers          []teacher
+}
+
+type teacher struct {
+	id, class, lineItem string
+	students            []string
+}
+
+func drawSample(ctx context.Context, dbPath string) (*sample, error) {
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	s := &sample{}
+	col := func(q string, args ...any) ([]string, error) {
+		rows, err := db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, rows.Err()
+	}
+	if s.students, err = col("SELECT user_id FROM user_roles WHERE role = 'student' ORDER BY user_id LIMIT 500"); err != nil {
+		return nil, err
+	}
+	if s.classes, err = col("SELECT class_id FROM enrollments WHERE role = 'student' GROUP BY class_id ORDER BY class_id LIMIT 500"); err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT e.user_id, e.class_id, MIN(l.sourced_id) FROM enrollments e JOIN line_items l ON l.class_id = e.class_id
+		WHERE e.role = 'teacher' AND e.status = 'active' GROUP BY e.user_id ORDER BY e.user_id LIMIT 20`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var t teacher
+		if err := rows.Scan(&t.id, &t.class, &t.lineItem); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		s.teachers = append(s.teachers, t)
+	}
+	rows.Close()
+	for i := range s.teachers {
+		if s.teachers[i].students, err = col("SELECT user_id FROM enrollments WHERE class_id = ? AND role = 'student' ORDER BY user_id", s.teachers[i].class); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.students) == 0 || len(s.classes) == 0 || len(s.teachers) == 0 {
+		return nil, fmt.Errorf("the generated district has no students, classes or teachers with line items")
+	}
+	return s, nil
+}
+
+const (
+	rost = "/ims/oneroster/rostering/v1p2"
+	grad = "/ims/oneroster/gradebook/v1p2"
+)
+
+func measureSize(ctx context.Context, o options, bin string, d *district, rep *report, detail bool) (string, error) {
+	out, err := runCmd(ctx, d.env, bin, "clients", "create", "--name", "bench", "--scope", "roster.readonly roster-demographics.readonly gradebook.readonly gradebook.createput", "--json")
+	if err != nil {
+		return "", err
+	}
+	id := regexp.MustCompile(`"client_id":"([^"]+)"`).FindStringSubmatch(out)
+	sec := regexp.MustCompile(`"client_secret":"([^"]+)"`).FindStringSubmatch(out)
+	if id == nil || sec == nil {
+		return "", fmt.Errorf("clients create printed %q", out)
+	}
+	smp, err := drawSample(ctx, filepath.Join(d.dir, "registrar.db"))
+	if err != nil {
+		return "", err
+	}
+	var teacherTokens []string
+	for _, t := range smp.teachers {
+		tok, err := runCmd(ctx, d.env, bin, "tokens", "issue", "--user", t.id, "--ttl", "2h")
+		if err != nil {
+			return "", err
+		}
+		teacherTokens = append(teacherTokens, strings.TrimSpace(tok))
+	}
+	srv, err := startServer(ctx, bin, d.env)
+	if err != nil {
+		return "", err
+	}
+	defer srv.stop()
+	tok, err := token(ctx, srv.base, id[1], sec[1])
+	if err != nil {
+		return "", err
+	}
+	base, err := startBaseline(ctx, filepath.Join(d.dir, "registrar.db"))
+	if err != nil {
+		return "", err
+	}
+	defer base.close()
+
+	pick := func(ids []string, prefix, suffix string) func(*rand.Rand) (*http.Request, error) {
+		return func(r *rand.Rand) (*http.Request, error) {
+			req, err := http.NewRequest("GET", prefix+ids[r.IntN(len(ids))]+suffix, nil)
+			if err == nil {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			return req, err
+		}
+	}
+	measure := func(name string, mk func(*rand.Rand) (*http.Request, error)) load.Result {
+		res := load.Run(ctx, load.Options{Mix: load.Mix{{Name: name, Weight: 1, Make: mk}}, Duration: o.dur, Workers: o.workers, Seed: 1})
+		fmt.Printf("  %-42s %s\n", name, res)
+		return res
+	}
+	fmt.Printf("measuring %d students\n", d.n)
+	type pair struct {
+		name      string
+		reg, bare load.Result
+	}
+	var pairs []pair
+	for _, ep := range []struct{ name, regPrefix, barePrefix, suffix string }{
+		{"GET /students/{id}", srv.base + rost + "/students/", base.url + "/students/", ""},
+		{"GET /classes/{id}/students", srv.base + rost + "/classes/", base.url + "/classes/", "/students"},
+	} {
+		ids := smp.students
+		if strings.Contains(ep.name, "classes") {
+			ids = smp.classes
+		}
+		bare := measure("baseline "+ep.name, pick(ids, ep.barePrefix, ep.suffix))
+		reg := measure("registrar "+ep.name, pick(ids, ep.regPrefix, ep.suffix))
+		pairs = append(pairs, pair{ep.name, reg, bare})
+	}
+	if detail {
+		var b strings.Builder
+		fmt.Fprintf(&b, "District of %d students (%d rows). Closed loop, %d workers, %s per figure, over HTTP on loopback. "+
+			"The baseline is a bare `net/http` handler in the bench process running the same SQL on the same SQLite file, with no authentication, authorization, decryption or audit.\n\n", d.n, d.rows, o.workers, o.dur)
+		b.WriteString("| endpoint | registrar req/s | p99 | baseline req/s | p99 | ratio |\n|---|---:|---:|---:|---:|---:|\n")
+		for _, p := range pairs {
+			fmt.Fprintf(&b, "| %s | %.0f | %s | %.0f | %s | %.2f |\n", p.name, p.reg.Throughput, msf(p.reg.P99), p.bare.Throughput, msf(p.bare.P99), p.reg.Throughput/p.bare.Throughput)
+		}
+		b.WriteString("\nTarget (issue 2): at least half the baseline's throughput (ratio >= 0.50).\n")
+		rep.add("Per-endpoint throughput beside a bare handler", b.String())
+
+		mixed, sustained, err := mixedWorkload(ctx, o, srv.base, tok, smp, teacherTokens)
+		if err != nil {
+			return "", err
+		}
+		rep.add("Mixed workload", mixed+sustained)
+	}
+	row := fmt.Sprintf("| %d | %d | %.0f | %.0f | %.0f |", d.n, d.rows, float64(d.rows)/d.importDur.Seconds(), pairs[0].reg.Throughput, pairs[1].reg.Throughput)
+	return row, nil
+}
+
+func msf(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// mixedWorkload: LMS roster syncs paging through classes and enrollments, teachers
+// reading rosters and posting results. Closed loop for the maximum, then open loop at
+// rising rates for the highest one whose p99 stays under 50 ms.
+func mixedWorkload(ctx context.Context, o options, base, lmsTok string, smp *sample, teacherTokens []string) (string, string, error) {
+	mix := load.Mix{
+		{Name: "lms: page classes", Weight: 15, Make: func(r *rand.Rand) (*http.Request, error) {
+			return authGet(fmt.Sprintf("%s%s/classes?limit=100&offset=%d", base, rost, r.IntN(len(smp.classes))), lmsTok)
+		}},
+		{Name: "lms: page enrollments", Weight: 15, Make: func(r *rand.Rand) (*http.Request, error) {
+			return authGet(fmt.Sprintf("%s%s/enrollments?limit=100&offset=%d", base, rost, r.IntN(5000)), lmsTok)
+		}},
+		{Name: "lms: students of a class", Weight: 10, Make: func(r *rand.Rand) (*http.Request, error) {
+			return authGet(base+rost+"/classes/"+smp.classes[r.IntN(len(smp.classes))]+"/students", lmsTok)
+		}},
+		{Name: "teacher: my classes", Weight: 15, Make: func(r *rand.Rand) (*http.Request, error) {
+			i := r.IntN(len(smp.teachers))
+			return authGet(base+rost+"/teachers/"+smp.teachers[i].id+"/classes", teacherTokens[i])
+		}},
+		{Name: "teacher: class roster", Weight: 20, Make: func(r *rand.Rand) (*http.Request, error) {
+			i := r.IntN(len(smp.teachers))
+			return authGet(base+rost+"/classes/"+smp.teachers[i].class+"/students", teacherTokens[i])
+		}},
+		{Name: "teacher: class results", Weight: 15, Make: func(r *rand.Rand) (*http.Request, error) {
+			i := r.IntN(len(smp.teachers))
+			return authGet(base+grad+"/classes/"+smp.teachers[i].class+"/results", teacherTokens[i])
+		}},
+		{Name: "teacher: post a result", Weight: 10, Make: func(r *rand.Rand) (*http.Request, error) {
+			i := r.IntN(len(smp.teachers))
+			t := smp.teachers[i]
+			if len(t.students) == 0 {
+				return authGet(base+rost+"/classes/"+t.class, teacherTokens[i])
+			}
+			id := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), r.Uint32())
+			body := fmt.Sprintf(`{"result":{"lineItem":{"sourcedId":%q},"student":{"sourcedId":%q},"scoreStatus":"fully graded","score":%d,"scoreDate":"2026-10-01"}}`,
+				t.lineItem, t.students[r.IntN(len(t.students))], r.IntN(100))
+			return load.JSON("PUT", base+grad+"/results/"+id, teacherTokens[i], body)
+		}},
+	}
+	closed := load.Run(ctx, load.Options{Mix: mix, Duration: o.dur, Workers: o.workers * 2, Seed: 2})
+	fmt.Println("  mixed closed loop:", closed)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Closed loop, %d workers, %s: **%.0f requests/s**, p50 %s, p99 %s, %d errors.\n\n", o.workers*2, o.dur, closed.Throughput, msf(closed.P50), msf(closed.P99), closed.Errors)
+	b.WriteString("| request | share | p50 | p99 | errors |\n|---|---:|---:|---:|---:|\n")
+	for _, m := range mix {
+		nr := closed.ByName[m.Name]
+		if nr == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %d%% | %s | %s | %d |\n", m.Name, m.Weight, msf(nr.P50), msf(nr.P99), nr.Errors)
+	}
+	// Open loop: step the rate up from a fraction of the closed-loop maximum.
+	var sb strings.Builder
+	sb.WriteString("\nOpen loop (latency from each request's scheduled time, so queueing counts):\n\n| offered req/s | achieved | p50 | p99 | p99.9 | errors |\n|---:|---:|---:|---:|---:|---:|\n")
+	best := 0.0
+	for _, f := range []float64{0.5, 0.7, 0.85, 1.0} {
+		rate := closed.Throughput * f
+		res := load.Run(ctx, load.Options{Mix: mix, Duration: o.dur, Rate: rate, Seed: 3})
+		fmt.Printf("  mixed open loop at %.0f/s: %s\n", rate, res)
+		fmt.Fprintf(&sb, "| %.0f | %.0f | %s | %s | %s | %d |\n", rate, res.Throughput, msf(res.P50), msf(res.P99), msf(res.P999), res.Errors)
+		if res.P99 < 50*time.Millisecond && res.Errors == 0 {
+			best = res.Throughput
+		}
+	}
+	fmt.Fprintf(&sb, "\n**Maximum sustainable mixed throughput with p99 under 50 ms: %.0f requests/s** on %d cores.\n", best, runtime.NumCPU())
+	return b.String(), sb.String(), nil
+}
+
+func authGet(url, tok string) (*http.Request, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err == nil {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return req, err
+}
+
+func (r *report) write(path string) error {
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	b.WriteString("Every figure below comes from one run of the command below on the machine described, each beside its baseline from the same run. ")
+	b.WriteString("The machines are shared and noisy: compare ratios, not absolute numbers, across runs.\n\n")
+	fmt.Fprintf(&b, "- command: `%s`\n- date: %s\n- machine: %d cores, %s memory, %s/%s\n- Go: %s\n\n", r.command, time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	b.WriteString(strings.Join(r.sections, "\n"))
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func memTotal() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "unknown"
+	}
+	var kb int
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "MemTotal:") {
+			fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(line, "MemTotal:")), &kb)
+		}
+	}
+	return fmt.Sprintf("%.0f GiB", float64(kb)/1024/1024)
+}
