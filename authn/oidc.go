@@ -38,6 +38,10 @@ func NewOIDC(issuer, audience, claim string) *OIDC {
 		HTTP: &http.Client{Timeout: 10 * time.Second}, now: time.Now}
 }
 
+// SetClock replaces the clock that validates tokens and paces key fetches (tests).
+// Call it before the first token arrives; now must be safe for concurrent use.
+func (o *OIDC) SetClock(now func() time.Time) { o.now = now }
+
 func (o *OIDC) authenticate(ctx context.Context, token string, c Clients) (*authz.Principal, error) {
 	iss, aud := o.Issuer, o.Audience
 	val, err := jwt.NewValidator(&jwt.ValidatorOpts{ExpectedIssuer: &iss, ExpectedAudience: &aud, IgnoreTypeHeader: true, ClockSkew: time.Minute, FixedNow: o.now()})

@@ -95,12 +95,19 @@ type Directory interface {
 	ExpandOrgs(ctx context.Context, orgs []string) (all []string, root bool, err error)
 }
 
+// AllOrgs, as a client's only org, registers the client for every org of the
+// installation (every district and everything under them).
+const AllOrgs = "*"
+
 // Scope is a resolved principal: what it may see.
 type Scope struct {
 	P *Principal
-	// Unrestricted is district-wide (a district administrator or a district client).
+	// Unrestricted sees every row of the installation: only a client registered for
+	// AllOrgs. A district administrator or a client of one district is not
+	// unrestricted: it sees its district (Orgs), never another district kept in the
+	// same installation.
 	Unrestricted bool
-	Orgs         []string // schools (and their district) the principal covers
+	Orgs         []string // the orgs the principal covers and all their descendants
 	Teacher      string   // user id: sees the classes they teach
 	Students     []string // explicit student ids (a parent's minor children; a student's self)
 	Self         string
@@ -109,6 +116,8 @@ type Scope struct {
 	Eligible []string
 	kinds    map[string]bool // role classes held
 	deny     bool
+	root     bool   // Orgs include a root org (a whole district): see Admin
+	today    string // YYYY-MM-DD in the district's time zone: enrollments ended before it no longer count
 }
 
 // Role classes.
@@ -137,13 +146,13 @@ var roleClass = map[string]string{
 
 // Resolve turns a principal into its scope, as of today in loc.
 func Resolve(ctx context.Context, dir Directory, p *Principal, today time.Time) (*Scope, error) {
-	s := &Scope{P: p, kinds: map[string]bool{}}
+	s := &Scope{P: p, kinds: map[string]bool{}, today: today.Format(time.DateOnly)}
 	if p.Kind == "client" {
 		all, root, err := dir.ExpandOrgs(ctx, p.Orgs)
 		if err != nil {
 			return nil, err
 		}
-		s.Unrestricted, s.Orgs = root, all
+		s.Unrestricted, s.Orgs, s.root = slices.Contains(p.Orgs, AllOrgs), all, root
 		s.kinds[classSchool] = true
 		return s, nil
 	}
@@ -167,6 +176,9 @@ func Resolve(ctx context.Context, dir Directory, p *Principal, today time.Time) 
 		s.kinds[c] = true
 		switch c {
 		case classDistrict, classSchool:
+			// A district administrator sees what a school administrator of every
+			// school of the district sees: the school rules over the district's orgs.
+			s.kinds[classSchool] = true
 			orgs = append(orgs, r.Org)
 		case classTeacher:
 			s.Teacher = p.ID
@@ -205,9 +217,7 @@ func Resolve(ctx context.Context, dir Directory, p *Principal, today time.Time) 
 			return nil, err
 		}
 		s.Orgs = all
-		if root && s.kinds[classDistrict] {
-			s.Unrestricted = true
-		}
+		s.root = root && s.kinds[classDistrict]
 	}
 	if len(s.kinds) == 0 {
 		s.deny = true

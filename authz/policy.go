@@ -11,12 +11,25 @@ import (
 //
 //	{O}  the principal's orgs (schools, and their district)       IN-list
 //	{C}  the classes the teacher teaches (active enrollments)     subquery, binds the teacher id
+//	{CM} the people actively enrolled in those classes            subquery (a join: see below)
+//	{CE} the active enrollments of those classes                  subquery (a join)
+//	{CS} the students actively enrolled in those classes          subquery over {C}
 //	{S}  the explicit students (a parent's minor children, self)  IN-list
-//	{SC} the classes of those students                            subquery over {S}
+//	{SC} the classes of those students (active enrollments)       subquery over {S}
 //	{U}  the principal's own user id
+//	{T}  today, in the district's time zone
 //
+// An enrollment is active while its status is active and its endDate (inclusive) has
+// not passed; one that has not begun yet counts, so a teacher can prepare a roster.
+// {CM} and {CE} are written as a join from the teacher's enrollments to their
+// classes' enrollments, not as "class_id IN {C} AND status = 'active'": without
+// table statistics SQLite otherwise picks the index on status and reads every
+// enrollment of the district (60 times slower on 10,000 students; see
+// httpapi/authz_bench_test.go).
 // An empty cell means "nothing". Unrestricted principals see every row. A principal
-// with several classes (a teacher who is also a parent) sees the union.
+// with several classes (a teacher who is also a parent) sees the union. District
+// administrators hold the school class over their district's orgs.
+// docs/access-control.md is this table in prose; change both together.
 var policy = map[string]map[string]string{
 	"org": {
 		classSchool:   "t.sourced_id IN {O} OR t.sourced_id IN (SELECT o.parent_id FROM orgs o WHERE o.sourced_id IN {O})",
@@ -41,9 +54,9 @@ var policy = map[string]map[string]string{
 	},
 	"user": {
 		classSchool:   "t.sourced_id IN (SELECT r.user_id FROM user_roles r WHERE r.org_id IN {O})",
-		classTeacher:  "t.sourced_id = {U} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {C} AND e.status = 'active')",
-		classGuardian: "t.sourced_id = {U} OR t.sourced_id IN {S} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {SC} AND e.role = 'teacher' AND e.status = 'active')",
-		classStudent:  "t.sourced_id = {U} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {SC} AND e.role = 'teacher' AND e.status = 'active')",
+		classTeacher:  "t.sourced_id = {U} OR t.sourced_id IN {CM}",
+		classGuardian: "t.sourced_id = {U} OR t.sourced_id IN {S} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {SC} AND e.role = 'teacher' AND e.status = 'active' AND (e.end_date IS NULL OR e.end_date >= {T}))",
+		classStudent:  "t.sourced_id = {U} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {SC} AND e.role = 'teacher' AND e.status = 'active' AND (e.end_date IS NULL OR e.end_date >= {T}))",
 	},
 	// Demographics: administrators and counselors of the student's school; a parent for
 	// a minor child; the student. Teachers do not see demographics: a legitimate
@@ -53,9 +66,11 @@ var policy = map[string]map[string]string{
 		classGuardian: "t.sourced_id IN {S}",
 		classStudent:  "t.sourced_id = {U}",
 	},
+	// A teacher sees the active enrollments of the classes they teach: not those of a
+	// student who has left the class.
 	"enrollment": {
 		classSchool:   "t.school_id IN {O}",
-		classTeacher:  "t.class_id IN {C}",
+		classTeacher:  "t.sourced_id IN {CE}",
 		classGuardian: "t.user_id IN {S}",
 		classStudent:  "t.user_id = {U}",
 	},
@@ -71,9 +86,12 @@ var policy = map[string]map[string]string{
 		classGuardian: "t.class_id IN {SC}",
 		classStudent:  "t.class_id IN {SC}",
 	},
+	// A teacher sees the results of their classes' line items for the students who are
+	// (still) actively enrolled in that class, and may write only those.
 	"result": {
-		classSchool:   "t.line_item_id IN (SELECT l.sourced_id FROM line_items l WHERE l.school_id IN {O})",
-		classTeacher:  "t.line_item_id IN (SELECT l.sourced_id FROM line_items l WHERE l.class_id IN {C})",
+		classSchool: "t.line_item_id IN (SELECT l.sourced_id FROM line_items l WHERE l.school_id IN {O})",
+		classTeacher: "t.line_item_id IN (SELECT l.sourced_id FROM line_items l WHERE l.class_id IN {C}) AND EXISTS (SELECT 1 FROM line_items l JOIN enrollments e ON e.class_id = l.class_id" +
+			" WHERE l.sourced_id = t.line_item_id AND e.user_id = t.student_id AND e.role = 'student' AND e.status = 'active' AND (e.end_date IS NULL OR e.end_date >= {T}))",
 		classGuardian: "t.student_id IN {S}",
 		classStudent:  "t.student_id = {U}",
 	},
@@ -85,9 +103,29 @@ var policy = map[string]map[string]string{
 	},
 	"assessmentResult": {
 		classSchool:   "t.student_id IN (SELECT r.user_id FROM user_roles r WHERE r.org_id IN {O})",
-		classTeacher:  "t.student_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {C} AND e.role = 'student' AND e.status = 'active')",
+		classTeacher:  "t.student_id IN {CS}",
 		classGuardian: "t.student_id IN {S}",
 		classStudent:  "t.student_id = {U}",
+	},
+}
+
+// readers limits, field by field, which classes of person may read a field; a field
+// not listed is readable by everyone who can read its row. Clients read every field
+// of the entities their scopes allow. A principal holding several classes may read
+// a field when any of them may. Every field listed is Sensitive, so a hidden field is
+// neither decrypted nor returned, and filtering, sorting or selecting on it is refused
+// as if it did not exist (authz tests check this).
+//
+// userIds carries identifiers from other systems (state and federal ids): only
+// school and district officials need them. Parents and students see staff (the
+// teachers of their classes) as well as themselves; a staff member's identifiers and
+// phone numbers are not theirs to read, and the field policy cannot tell rows apart.
+var readers = map[string]map[string][]string{
+	"user": {
+		"userIds":    {classSchool},
+		"identifier": {classSchool, classTeacher},
+		"phone":      {classSchool, classTeacher},
+		"sms":        {classSchool, classTeacher},
 	},
 }
 
@@ -162,8 +200,11 @@ func (s *Scope) expand(tmpl string) (string, []any, bool) {
 				args = append(args, o)
 			}
 		case "S":
+			// No students (a parent whose children are all eligible) matches nothing,
+			// but leaves the rest of the cell (the parent's own record) standing.
 			if len(s.Students) == 0 {
-				return "", nil, false
+				b.WriteString("(NULL)")
+				continue
 			}
 			b.WriteString(inList(len(s.Students)))
 			for _, o := range s.Students {
@@ -171,18 +212,38 @@ func (s *Scope) expand(tmpl string) (string, []any, bool) {
 			}
 		case "SC":
 			if len(s.Students) == 0 {
-				return "", nil, false
+				b.WriteString("(NULL)")
+				continue
 			}
-			b.WriteString("(SELECT sc.class_id FROM enrollments sc WHERE sc.user_id IN " + inList(len(s.Students)) + " AND sc.status = 'active')")
+			b.WriteString("(SELECT sc.class_id FROM enrollments sc WHERE sc.user_id IN " + inList(len(s.Students)) + " AND sc.status = 'active' AND (sc.end_date IS NULL OR sc.end_date >= ?))")
 			for _, o := range s.Students {
 				args = append(args, o)
 			}
-		case "C":
+			args = append(args, s.today)
+		case "C", "CS", "CM", "CE":
 			if s.Teacher == "" {
 				return "", nil, false
 			}
-			b.WriteString("(SELECT tc.class_id FROM enrollments tc WHERE tc.user_id = ? AND tc.role IN ('teacher', 'administrator', 'proctor') AND tc.status = 'active')")
-			args = append(args, s.Teacher)
+			const teaches = "tc.user_id = ? AND tc.role IN ('teacher', 'administrator', 'proctor') AND tc.status = 'active' AND (tc.end_date IS NULL OR tc.end_date >= ?)"
+			const active = "e.status = 'active' AND (e.end_date IS NULL OR e.end_date >= ?)"
+			switch name {
+			case "C":
+				b.WriteString("(SELECT tc.class_id FROM enrollments tc WHERE " + teaches + ")")
+				args = append(args, s.Teacher, s.today)
+			case "CM", "CE", "CS":
+				col, role := "e.user_id", ""
+				if name == "CE" {
+					col = "e.sourced_id"
+				}
+				if name == "CS" {
+					role = " AND e.role = 'student'"
+				}
+				b.WriteString("(SELECT " + col + " FROM enrollments tc JOIN enrollments e ON e.class_id = tc.class_id WHERE " + teaches + " AND " + active + role + ")")
+				args = append(args, s.Teacher, s.today, s.today)
+			}
+		case "T":
+			b.WriteString("?")
+			args = append(args, s.today)
 		case "U":
 			if s.P.Kind != "user" {
 				return "", nil, false
@@ -198,10 +259,26 @@ func inList(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
 }
 
-// Hidden reports whether the scope may not read field f of its entity. Clients need
-// the demographics scope for demographics; everything else is row-level.
+// Hidden reports whether the scope may not read field f of entity e (the readers
+// table). Clients need the demographics scope for demographics (CanRead); within an
+// entity they may read, they read every field.
 func (s *Scope) Hidden(e *records.Entity, f *records.Field) bool {
-	return false
+	if s.deny {
+		return true
+	}
+	if s.P.Kind == "client" || s.Unrestricted {
+		return false
+	}
+	classes, limited := readers[e.Name][f.Name]
+	if !limited {
+		return false
+	}
+	for _, c := range classes {
+		if s.kinds[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // CanRead reports whether the scope may read entity e at all (the OneRoster scopes
@@ -286,9 +363,9 @@ func (s *Scope) Admin() bool {
 		return false
 	}
 	if s.P.Kind == "client" {
-		return s.P.Has(AdminScope) && s.Unrestricted
+		return s.P.Has(AdminScope) && (s.Unrestricted || s.root)
 	}
-	return s.Unrestricted && s.kinds[classDistrict]
+	return s.root && s.kinds[classDistrict]
 }
 
 // Denied reports whether the principal has no standing at all (disabled user, no roles).

@@ -112,10 +112,22 @@ func parseFields(r *http.Request, e *records.Entity, sc *authz.Scope) ([]string,
 		f, ok := e.Field(name)
 		if !ok || sc.Hidden(e, f) {
 			return nil, &records.Error{Code: records.Invalid, CodeMinor: "invalid_selection_field", Field: "fields",
-				Message: fmt.Sprintf("fields: %q is not a field of %s; fields are: %s", clipPath(name), e.Name, strings.Join(e.FieldNames(), ", "))}
+				Message: fmt.Sprintf("fields: %q is not a field of %s; fields are: %s", clipPath(name), e.Name, strings.Join(visibleFieldNames(e, sc), ", "))}
 		}
 	}
 	return fields, nil
+}
+
+// visibleFieldNames lists the fields of e the scope may read: a hidden field is
+// answered as if it did not exist.
+func visibleFieldNames(e *records.Entity, sc *authz.Scope) []string {
+	var out []string
+	for _, name := range e.FieldNames() {
+		if f, _ := e.Field(name); !sc.Hidden(e, f) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func touched(e *records.Entity, objs ...records.Object) []string {
@@ -324,11 +336,10 @@ func checkRefsVisible(ctx context.Context, tx *sqlstore.Tx, sc *authz.Scope, e *
 		if te == e && id == obj.ID() {
 			continue
 		}
-		pred := sc.Rows(te)
-		if !sc.CanRead(te) {
-			pred = records.Predicate{} // the writer holds no read scope of the target: existence is checked by Put
-		}
-		ok, err := tx.Exists(ctx, te, pred, id)
+		// Rows, not CanRead: a writer without a read scope of the target (a
+		// gradebook-only client) still reaches only the targets of its orgs, so the
+		// answer never tells whether an id exists elsewhere.
+		ok, err := tx.Exists(ctx, te, sc.Rows(te), id)
 		if err != nil {
 			return err
 		}

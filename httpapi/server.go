@@ -196,6 +196,14 @@ func (s *Server) wrap(rt *route) http.Handler {
 			rc.scope = scope
 			rc.event = audit.Event{PrincipalKind: p.Kind, PrincipalID: p.ID, ClientID: p.ClientID, Route: rt.method + " " + rt.pattern,
 				LegalBasis: p.LegalBasis, Purpose: p.Purpose, RequestID: rc.id, Source: sourceAddr(r), Action: rt.op}
+			if scope.Denied() {
+				// A disabled, departed or role-less person: the token is no longer a
+				// credential, as for a revoked client. The attempt is audited.
+				s.log.Info("unauthenticated", "request_id", rc.id, "reason", "the user is disabled, inactive or has no role")
+				sw.Header().Set("WWW-Authenticate", `Bearer realm="registrar", error="invalid_token"`)
+				s.fail(sw, r, rc, &records.Error{Code: records.Unauthorized, CodeMinor: "unauthorisedrequest", Message: "a valid bearer token is required"})
+				return
+			}
 			if p.Kind == "client" {
 				// 34 CFR 99.33: the recipient may not re-disclose.
 				sw.Header().Set("X-Disclosure-Purpose", p.Purpose)
