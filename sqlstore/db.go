@@ -47,8 +47,8 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 	commit *committer
-	rstmt  *stmtCache // prepared statements on the read pool
-	wstmt  *stmtCache // prepared statements on the writer
+	rstmt  *stmtCache  // prepared statements on the read pool
+	wstmt  *stmtCache  // prepared statements on the writer
 	audit  auditConfig // checkpoints, benchmarks' switch (audit.go)
 
 	closeOnce sync.Once
@@ -62,9 +62,15 @@ type Options struct {
 	URL string
 	// ReaderURL optionally points reads at a replica (PostgreSQL).
 	ReaderURL string
+	// Password is the PostgreSQL password, kept out of URL so it is never printed;
+	// it overrides one in the URL.
+	Password string
+	// CAFile is the CA bundle that verifies the PostgreSQL server (sslrootcert); with
+	// it, a URL without sslmode gets sslmode=verify-full.
+	CAFile string
 	// Chain is this instance's audit chain id.
 	Chain string
-	// Readers is the size of the read pool (default 4).
+	// Readers is the size of the read pool (default 4 on SQLite, 10 on PostgreSQL).
 	Readers int
 	Vault   Sealer
 	Logger  *slog.Logger
@@ -93,27 +99,33 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Readers <= 0 {
-		o.Readers = 4
-	}
 	if o.Chain == "" {
 		return nil, errors.New("sqlstore: an audit chain id is required")
 	}
 	s := &Store{vault: o.Vault, log: o.Logger, now: o.Now, audit: newAuditConfig(o)}
 	var err error
 	if o.URL != "" {
-		return nil, errors.New("sqlstore: PostgreSQL is not available in this build yet")
-	}
-	s.d = sqliteDialect{}
-	if s.w, s.r, err = openSQLite(o.Path, o.Readers); err != nil {
-		return nil, err
-	}
-	s.rstmt, s.wstmt = newStmtCache(s.r, 512), newStmtCache(s.w, 256)
-	s.wstmt.fixed = true
-	if err := s.migrate(ctx); err != nil {
-		s.w.Close()
-		s.r.Close()
-		return nil, err
+		// Both pools, then the migrations under an advisory lock (postgres.go).
+		if err := s.openPostgres(ctx, o); err != nil {
+			return nil, err
+		}
+		s.rstmt, s.wstmt = newStmtCache(s.r, 512), newStmtCache(s.w, 256)
+		s.wstmt.fixed = true
+	} else {
+		if o.Readers <= 0 {
+			o.Readers = 4
+		}
+		s.d = sqliteDialect{}
+		if s.w, s.r, err = openSQLite(o.Path, o.Readers); err != nil {
+			return nil, err
+		}
+		s.rstmt, s.wstmt = newStmtCache(s.r, 512), newStmtCache(s.w, 256)
+		s.wstmt.fixed = true
+		if err := s.migrate(ctx); err != nil {
+			s.w.Close()
+			s.r.Close()
+			return nil, err
+		}
 	}
 	if s.commit, err = newCommitter(ctx, s, o.Chain); err != nil {
 		s.w.Close()
@@ -198,6 +210,8 @@ type dialect interface {
 	jsonContains(col string) string
 	// like is a case-insensitive LIKE with '\' as escape.
 	like(col string) string
+	// nullsLow is the ORDER BY suffix that sorts NULL below every value, as SQLite does.
+	nullsLow(desc bool) string
 }
 
 type sqliteDialect struct{}
@@ -214,6 +228,7 @@ func (sqliteDialect) jsonContains(col string) string {
 	return "EXISTS (SELECT 1 FROM json_each(" + col + ") WHERE json_each.value = ?)"
 }
 func (sqliteDialect) like(col string) string { return col + " LIKE ? ESCAPE '\\'" }
+func (sqliteDialect) nullsLow(bool) string   { return "" }
 
 // rebindDollar rewrites ? into $1, $2, ... . Safe because registrar never puts a
 // literal containing '?' into SQL: every value is bound.

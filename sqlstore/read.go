@@ -254,7 +254,7 @@ func (s *Store) orderBy(q *Query) (string, error) {
 		case f.Kind == records.KRef && name != f.Name+".sourcedId" && name != f.Name:
 			return "", sortError(q.Entity, name, "is not a sortable field")
 		case f.Kind == records.KRef, f.Kind <= records.KFloat:
-			parts = append(parts, "t."+f.Column+dir)
+			parts = append(parts, "t."+f.Column+dir+s.d.nullsLow(q.Sort.Desc))
 		default:
 			return "", sortError(q.Entity, name, "is a list or structure and cannot be sorted on")
 		}

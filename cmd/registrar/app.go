@@ -81,7 +81,12 @@ func openApp(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger) 
 			return nil, err
 		}
 	}
-	a.store, err = sqlstore.Open(ctx, sqlstore.Options{Path: filepath.Join(cfg.Data, "registrar.db"), URL: cfg.DatabaseURL, Chain: a.chain, Vault: a.vault, Logger: log})
+	a.store, err = sqlstore.Open(ctx, sqlstore.Options{
+		Path: filepath.Join(cfg.Data, "registrar.db"),
+		// PostgreSQL when a URL is set; the password and CA travel beside it, never in it.
+		URL: cfg.DatabaseURL, ReaderURL: cfg.DatabaseReaderURL, Password: cfg.DatabasePassword, CAFile: cfg.DatabaseCAFile,
+		Chain: a.chain, Vault: a.vault, Logger: log,
+	})
 	if err != nil {
 		return nil, err
 	}
