@@ -342,7 +342,7 @@ func (s *Server) commitAudit(r *http.Request, rc *reqCtx, status int) error {
 	ev := rc.event
 	ev.Outcome, ev.Status = audit.OK, status
 	rc.audited = true
-	return s.store.Audit(context.WithoutCancel(r.Context()), ev)
+	return s.auditRead(context.WithoutCancel(r.Context()), rc, ev) // with its record of disclosure (audit.go)
 }
 
 // SetClock replaces the server's clock (tests: eligibility depends on today's date).

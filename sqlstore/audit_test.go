@@ -127,20 +127,6 @@ func (tr *trail) tampered(t *testing.T, stmts ...string) string {
 	return path
 }
 
-func hexHash(t *testing.T, path string, seq int) string {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var h string
-	if err := db.QueryRow("SELECT hex(hash) FROM audit_events WHERE chain = 'a' AND seq = ?", seq).Scan(&h); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
 // rehash recomputes every hash from seq on, as a careful forger would.
 func rehash(t *testing.T, path string, from int) {
 	t.Helper()
@@ -382,7 +368,7 @@ func TestCheckpointsAreLoggedAndReadBack(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	st, err := sqlstore.Open(context.Background(), sqlstore.Options{Path: filepath.Join(dir, "r.db"), Chain: "c", Vault: v, CheckpointEvery: 3, CheckpointInterval: -1,
-		Logger: slog.New(slog.NewJSONHandler(writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(b) }), nil))})
+		Logger: slog.New(slog.NewJSONHandler(auditWriterFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(b) }), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,6 +402,6 @@ func TestCheckpointsAreLoggedAndReadBack(t *testing.T) {
 	}
 }
 
-type writerFunc func([]byte) (int, error)
+type auditWriterFunc func([]byte) (int, error)
 
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+func (f auditWriterFunc) Write(b []byte) (int, error) { return f(b) }

@@ -1,0 +1,186 @@
+package audit_test
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"registrar/audit"
+)
+
+// edKey is a hand-written signer over the standard library's Ed25519.
+type edKey struct {
+	pub  ed25519.PublicKey
+	priv ed25519.PrivateKey
+}
+
+func newKey(t *testing.T) edKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return edKey{pub, priv}
+}
+
+func (k edKey) Sign(b []byte) ([]byte, error) { return ed25519.Sign(k.priv, b), nil }
+func (k edKey) Verify(sig, b []byte) error {
+	if !ed25519.Verify(k.pub, b, sig) {
+		return errors.New("bad signature")
+	}
+	return nil
+}
+
+// chain builds n linked records of chain "c".
+func chain(n int) ([]audit.Record, []audit.Event) {
+	prev := audit.Genesis
+	var recs []audit.Record
+	var evs []audit.Event
+	for i := 1; i <= n; i++ {
+		e := audit.Event{Chain: "c", Seq: int64(i), Time: time.Date(2026, 9, 15, 12, 0, i, 5, time.UTC), PrincipalKind: "user", PrincipalID: "u",
+			Action: "read", Outcome: audit.OK, Students: []string{fmt.Sprint("s", i)}}
+		body := e.Canonical()
+		h := audit.Link(prev, body)
+		recs = append(recs, audit.Record{Chain: "c", Seq: int64(i), Body: body, Prev: prev, Hash: h})
+		evs = append(evs, e)
+		prev = h
+	}
+	return recs, evs
+}
+
+func TestCheckpointsSignRoundTripAndRefuseEdits(t *testing.T) {
+	t.Parallel()
+	k := newKey(t)
+	recs, _ := chain(3)
+	cp := audit.Checkpoint{Chain: "c", Seq: 3, Hash: recs[2].Hash, Time: time.Date(2026, 9, 15, 12, 0, 0, 123456789, time.UTC)}
+	if err := cp.Sign(k); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back audit.Checkpoint
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.Check(k); err != nil {
+		t.Fatalf("a checkpoint read back from JSON: %v", err)
+	}
+	for name, edit := range map[string]func(c *audit.Checkpoint){
+		"seq":   func(c *audit.Checkpoint) { c.Seq = 2 },
+		"hash":  func(c *audit.Checkpoint) { c.Hash = recs[1].Hash },
+		"chain": func(c *audit.Checkpoint) { c.Chain = "d" },
+		"time":  func(c *audit.Checkpoint) { c.Time = c.Time.Add(time.Second) },
+	} {
+		c := back
+		edit(&c)
+		var b *audit.Break
+		if err := c.Check(k); !errors.As(err, &b) {
+			t.Errorf("a checkpoint with an edited %s: got %v, want a break", name, err)
+		}
+	}
+}
+
+func TestReadCheckpointsFromALogStream(t *testing.T) {
+	t.Parallel()
+	k := newKey(t)
+	recs, _ := chain(2)
+	cp := audit.Checkpoint{Chain: "c", Seq: 2, Hash: recs[1].Hash, Time: time.Now()}
+	if err := cp.Sign(k); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := json.Marshal(map[string]any{"time": "x", "level": "INFO", "msg": audit.LogCheckpoint, "checkpoint": cp})
+	plain, _ := json.Marshal(cp)
+	stream := strings.Join([]string{
+		`{"time":"x","level":"INFO","msg":"request","status":200}`,
+		"not json at all",
+		string(line),
+		string(plain),
+		`{"msg":"audit event","event":{"chain":"c"}}`,
+	}, "\n")
+	cps, err := audit.ReadCheckpoints(strings.NewReader(stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cps) != 2 || cps[0].Seq != 2 || cps[1].Check(k) != nil {
+		t.Fatalf("got %d checkpoints, want the logged one and the plain one", len(cps))
+	}
+	if _, err := audit.ReadCheckpoints(strings.NewReader(`{"msg":"audit checkpoint","checkpoint":{"chain":"c","seq":1,"hash":"zz"}}`)); err == nil {
+		t.Fatal("a malformed checkpoint line was accepted")
+	}
+}
+
+func TestVerifierExpectsCheckpointsAndFindsATruncatedTail(t *testing.T) {
+	t.Parallel()
+	recs, _ := chain(10)
+	cp := audit.Checkpoint{Chain: "c", Seq: 8, Hash: recs[7].Hash, Time: time.Now()}
+	t.Run("a chain that reaches its checkpoint verifies", func(t *testing.T) {
+		v := audit.NewVerifier("c")
+		v.Expect(cp)
+		for _, r := range recs {
+			if err := v.Next(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := v.Finish(0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a chain cut before its checkpoint names the first missing event", func(t *testing.T) {
+		v := audit.NewVerifier("c")
+		v.Expect(cp)
+		for _, r := range recs[:5] {
+			if err := v.Next(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var b *audit.Break
+		if err := v.Finish(0); !errors.As(err, &b) || b.Seq != 6 {
+			t.Fatalf("got %v, want a break at 6", err)
+		}
+	})
+	t.Run("a verifier anchored at a checkpoint starts after it", func(t *testing.T) {
+		v := audit.NewVerifierAt("c", 8, recs[7].Hash)
+		for _, r := range recs[8:] {
+			if err := v.Next(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if seq, _ := v.Head(); seq != 10 || v.Count != 2 {
+			t.Fatalf("got head %d after %d events, want 10 after 2", seq, v.Count)
+		}
+	})
+	t.Run("a checkpoint the chain disagrees with names its event", func(t *testing.T) {
+		v := audit.NewVerifier("c")
+		bad := cp
+		bad.Hash = recs[6].Hash
+		v.Expect(bad)
+		var err error
+		for _, r := range recs {
+			if err = v.Next(r); err != nil {
+				break
+			}
+		}
+		var b *audit.Break
+		if !errors.As(err, &b) || b.Seq != 8 {
+			t.Fatalf("got %v, want a break at 8", err)
+		}
+	})
+}
+
+func TestLogViewCutsLongStudentLists(t *testing.T) {
+	t.Parallel()
+	e := audit.Event{Chain: "c", Seq: 1}
+	for i := 0; i < audit.MaxLoggedStudents+5; i++ {
+		e.Students = append(e.Students, fmt.Sprint("s", i))
+	}
+	v := audit.NewLogView(e, make([]byte, 32))
+	if len(v.Students) != audit.MaxLoggedStudents || v.StudentsOmitted != 5 || len(e.Students) != audit.MaxLoggedStudents+5 || len(v.Hash) != 64 {
+		t.Fatalf("got %d students, %d omitted, hash %q", len(v.Students), v.StudentsOmitted, v.Hash)
+	}
+}
