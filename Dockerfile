@@ -44,6 +44,9 @@ COPY --from=build /out/etc/registrar/ /etc/registrar/
 COPY --from=build /out/registrar /usr/local/bin/registrar
 USER 65532:65532
 ENV REGISTRAR_DATA=/var/lib/registrar
+# Writable places under a read-only root: task volumes on ECS, anonymous volumes under a
+# plain `docker run --read-only`.
+VOLUME ["/var/lib/registrar", "/documents", "/tmp"]
 EXPOSE 8443
 ENTRYPOINT ["/usr/local/bin/registrar"]
 CMD ["serve"]

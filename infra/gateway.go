@@ -141,7 +141,7 @@ func (d *deployer) gateway(lbs *loadBalancers) (*edge, error) {
 			"redeployment": pulumi.String(hash),
 			"vpcLink":      link.ID(),
 		},
-	}, pulumi.DependsOn(routeDeps), pulumi.DeleteBeforeReplace(false))
+	}, pulumi.DependsOn(routeDeps))
 	if err != nil {
 		return nil, err
 	}

@@ -76,10 +76,9 @@ func (d *deployer) rotation(ds *dataServices, svc *ecsService) error {
 		Handler:       pulumi.String("bootstrap"),
 		Architectures: pulumi.StringArray{pulumi.String("arm64")},
 		// Built by infra/build-rotator.sh before `pulumi up`.
-		Code:                         pulumi.NewFileArchive(cfg.RotatorArchive),
-		Timeout:                      pulumi.Int(900),
-		MemorySize:                   pulumi.Int(128),
-		ReservedConcurrentExecutions: pulumi.Int(1), // one rotation at a time
+		Code:       pulumi.NewFileArchive(cfg.RotatorArchive),
+		Timeout:    pulumi.Int(900),
+		MemorySize: pulumi.Int(128),
 		Environment: &lambda.FunctionEnvironmentArgs{Variables: pulumi.StringMap{
 			"REPLICATION_GROUP_ID": ds.Cache.ReplicationGroupId,
 			"REDIS_SECRET_ARN":     ds.RedisSecret.Arn,

@@ -37,6 +37,7 @@ var excludedSettings = map[string]string{
 	"REGISTRAR_TLS_CERT":     "the task serves TLS with a self-signed certificate (REGISTRAR_TLS_SELF_SIGNED); the ALB does not verify target certificates and the public certificate lives in ACM",
 	"REGISTRAR_TLS_KEY":      "goes with REGISTRAR_TLS_CERT",
 	"REGISTRAR_AWS_ENDPOINT": "only for emulators in tests; on AWS the SDK's regional endpoints (reached through VPC endpoints) are right",
+	"REGISTRAR_SIS_CLIENT":   "the SIS's API client is registered after the first deploy (registrar clients create); until it is set, events on the inbound stream wait there, nothing is lost (docs/stream.md)",
 	"REGISTRAR_INSTANCE_ID":  "each task generates its own audit chain id in its data directory; tasks are disposable, so each task is its own chain",
 }
 
