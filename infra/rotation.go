@@ -30,15 +30,13 @@ func (d *deployer) rotation(ds *dataServices, svc *ecsService) error {
 	if err != nil {
 		return err
 	}
-	services := []*struct{ name string }{{d.name("serve")}}
+	serviceNames := []string{d.name("serve")}
 	if svc.Worker != nil {
-		services = append(services, &struct{ name string }{d.name("worker")})
+		serviceNames = append(serviceNames, d.name("worker"))
 	}
 	var serviceARNs list
-	var serviceNames []string
-	for _, s := range services {
-		serviceARNs = append(serviceARNs, d.arn("ecs", cfg.Region, "service/"+d.name("cluster")+"/"+s.name))
-		serviceNames = append(serviceNames, s.name)
+	for _, name := range serviceNames {
+		serviceARNs = append(serviceARNs, d.arn("ecs", cfg.Region, "service/"+d.name("cluster")+"/"+name))
 	}
 	if _, err := iam.NewRolePolicy(ctx, "rotator-policy", &iam.RolePolicyArgs{
 		Name: pulumi.String("registrar-rotator"),
