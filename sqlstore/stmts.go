@@ -3,8 +3,13 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"sync"
+	"time"
 )
+
+// prepareWait bounds how long a cache miss waits for a connection to prepare on.
+const prepareWait = 50 * time.Millisecond
 
 // stmtCache keeps prepared statements by SQL text, so the hot queries (gets, lists
 // of one shape, audit appends) are parsed once per connection instead of per call.
@@ -16,8 +21,8 @@ type stmtCache struct {
 	// connection, held by the committer's transaction: preparing lazily there would
 	// wait for itself.
 	fixed bool
-	mu  sync.Mutex
-	m   map[string]*sql.Stmt
+	mu    sync.Mutex
+	m     map[string]*sql.Stmt
 }
 
 func newStmtCache(db *sql.DB, max int) *stmtCache {
@@ -34,8 +39,16 @@ func (c *stmtCache) get(ctx context.Context, q string) (*sql.Stmt, error) {
 	if ok || full || c.fixed {
 		return st, nil
 	}
-	st, err := c.db.PrepareContext(ctx, q)
+	// The caller holds a pooled connection (its transaction) and preparing takes
+	// another: with every connection held by a caller preparing, the pool would wait
+	// for itself forever. A bounded wait turns that into running q unprepared.
+	pctx, cancel := context.WithTimeout(ctx, prepareWait)
+	defer cancel()
+	st, err := c.db.PrepareContext(pctx, q)
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, nil
+		}
 		return nil, err
 	}
 	c.mu.Lock()
