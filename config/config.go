@@ -48,6 +48,7 @@ var Settings = []Setting{
 	{Name: "redis-tls", Env: "REGISTRAR_REDIS_TLS", Default: "false", Help: "connect to Redis over TLS"},
 	{Name: "kinesis-in", Env: "REGISTRAR_KINESIS_IN", Help: "Kinesis stream of inbound SIS change events; empty means the embedded outbox"},
 	{Name: "kinesis-out", Env: "REGISTRAR_KINESIS_OUT", Help: "Kinesis stream for outbound change events"},
+	{Name: "sis-client", Env: "REGISTRAR_SIS_CLIENT", Help: "API client id (the SIS) whose scope authorizes and whose name audits the events read from --kinesis-in"},
 	{Name: "aws-region", Env: "REGISTRAR_AWS_REGION", Help: "AWS region for KMS and Kinesis"},
 	{Name: "aws-endpoint", Env: "REGISTRAR_AWS_ENDPOINT", Help: "override AWS endpoint (emulators in tests)"},
 	{Name: "kek-uri", Env: "REGISTRAR_KEK_URI", Help: "key-encryption key: aws-kms://arn:... ; empty means a local keyset file in the data directory"},
@@ -80,6 +81,7 @@ type Config struct {
 	RedisTLS          bool
 	KinesisIn         string
 	KinesisOut        string
+	SISClient         string
 	AWSRegion         string
 	AWSEndpoint       string
 	KEKURI            string
@@ -190,6 +192,7 @@ func fromRaw(raw map[string]string) (*Config, error) {
 	c.RedisPassword = raw["redis-password"]
 	c.RedisTLS = boolOf("redis-tls")
 	c.KinesisIn, c.KinesisOut = raw["kinesis-in"], raw["kinesis-out"]
+	c.SISClient = raw["sis-client"]
 	c.AWSRegion, c.AWSEndpoint = raw["aws-region"], raw["aws-endpoint"]
 	c.KEKURI = raw["kek-uri"]
 	c.Keyset = raw["keyset"]

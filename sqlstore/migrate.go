@@ -15,8 +15,9 @@ type migration func(d dialect) []string
 
 var migrations = []migration{
 	migration1,
-	migration2,    // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
-	migrationKeys, // KEK versions, document keys, key rotations, deletion certificates (sqlstore/keys.go)
+	migration2,      // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
+	migrationKeys,   // KEK versions, document keys, key rotations, deletion certificates (sqlstore/keys.go)
+	migrationStream, // stream: leases, checkpoints, inbox, dead letters, embedded stream, delete scopes (stream.go)
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction.

@@ -294,6 +294,9 @@ func (t *Tx) checkRefs(ctx context.Context, e *records.Entity, obj records.Objec
 // Delete removes the object id of e and its links, and logs the deletion. Objects that
 // depend on it are handled by the caller (see DeleteCascade).
 func (t *Tx) Delete(ctx context.Context, e *records.Entity, id string) error {
+	if err := t.deleteScopes(ctx, e, id); err != nil { // the change feed authorizes the delete by these (stream.go)
+		return err
+	}
 	res, err := t.exec(ctx, "DELETE FROM "+e.Table+" WHERE sourced_id = ?", id)
 	if err != nil {
 		return unavailable("delete "+e.Name, err)

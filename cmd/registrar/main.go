@@ -51,6 +51,7 @@ func commands() []command {
 		{"export", "export a OneRoster 1.2 CSV bulk package into a folder", runExport},
 		{"generate", "write a synthetic district as a OneRoster 1.2 CSV package", runGenerate},
 		{"audit", "audit trail: verify | export", runAudit},
+		{"worker", "consume the inbound event streams and relay changes outbound (serve runs one too)", runWorker},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "registrar", version)

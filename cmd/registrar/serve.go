@@ -46,6 +46,11 @@ func serve(ctx context.Context, e *env, a *app, ready func(addr string)) error {
 		return err
 	}
 	srv := httpapi.New(httpapi.Options{Store: a.store, Auth: a.auth, Logger: a.log, Location: cfg.Timezone, BaseURL: cfg.BaseURL, MaxBody: cfg.MaxBody, JWKS: jwks})
+	stopWorker, err := startEmbeddedWorker(ctx, a) // single-node mode: the stream worker runs in-process (worker.go)
+	if err != nil {
+		return err
+	}
+	defer stopWorker() // before the caller closes the store
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
