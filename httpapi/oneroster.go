@@ -55,7 +55,11 @@ func forbidden(e *records.Entity, what string) error {
 
 func queryError(err error) error {
 	if qe, ok := err.(*query.Error); ok {
-		return &records.Error{Code: records.Invalid, CodeMinor: qe.CodeMinor, Field: qe.Param, Message: qe.Error()}
+		minor := qe.CodeMinor
+		if minor == query.CodeInvalidSortField {
+			minor = query.CodeInvalidData // OneRoster 1.2's imsx_codeMinorFieldValue has no invalid_sort_field
+		}
+		return &records.Error{Code: records.Invalid, CodeMinor: minor, Field: qe.Param, Message: qe.Error()}
 	}
 	return err
 }

@@ -355,6 +355,14 @@ func convert(f *records.Field, v any) (any, string) {
 		}
 		return out, ""
 	case records.KJSON:
+		// OneRoster's structured fields are all lists (userIds, learningObjectiveSet,
+		// scoreScaleValue, ...) except metadata, an object.
+		if _, isList := v.([]any); f.Name != "metadata" && !isList {
+			return nil, "must be a list"
+		}
+		if _, isObject := v.(map[string]any); f.Name == "metadata" && !isObject {
+			return nil, "must be an object"
+		}
 		b, err := json.Marshal(v)
 		if err != nil {
 			return nil, "is not valid JSON"

@@ -46,15 +46,15 @@ func (s *Store) compilePredicate(q *Query, p *query.Expr) (records.Predicate, er
 		if !f.BlindIndex || sub != "" {
 			return records.Predicate{}, filterError(name, "is stored encrypted and cannot be filtered on")
 		}
-		op := "="
+		col, arg := "t."+f.Column+"_bidx", s.vault.BlindIndex(f.Name, p.Value)
 		switch p.Cmp {
 		case query.Eq:
+			return records.Predicate{SQL: col + " = ?", Args: []any{arg}}, nil
 		case query.Ne:
-			op = "<>"
-		default:
-			return records.Predicate{}, filterError(name, "is stored encrypted: only = and != are supported")
+			// As for plain fields, != matches objects that lack the field too.
+			return records.Predicate{SQL: "(" + col + " IS NULL OR " + col + " <> ?)", Args: []any{arg}}, nil
 		}
-		return records.Predicate{SQL: "t." + f.Column + "_bidx " + op + " ?", Args: []any{s.vault.BlindIndex(f.Name, p.Value)}}, nil
+		return records.Predicate{}, filterError(name, "is stored encrypted: only = and != are supported")
 	}
 	switch f.Kind {
 	case records.KRef:
@@ -107,6 +107,14 @@ func (s *Store) compilePredicate(q *Query, p *query.Expr) (records.Predicate, er
 
 // scalar compiles a comparison on one column, checking the value against the kind.
 func (s *Store) scalar(name, col string, kind records.Kind, p *query.Expr) (records.Predicate, error) {
+	if p.Cmp == query.Contains {
+		// ~ searches the text the API shows (a date-time in its stored UTC form), so its
+		// value is a fragment of text, not a value of the field's kind.
+		if kind == records.KFloat {
+			return records.Predicate{}, filterError(name, "is a number: ~ (contains) applies to text")
+		}
+		return records.Predicate{SQL: s.d.like(col), Args: []any{"%" + escapeLike(p.Value) + "%"}}, nil
+	}
 	var arg any = p.Value
 	switch kind {
 	case records.KFloat:
@@ -129,12 +137,6 @@ func (s *Store) scalar(name, col string, kind records.Kind, p *query.Expr) (reco
 		if p.Value != "true" && p.Value != "false" {
 			return records.Predicate{}, valueError(name, p.Value, `"true" or "false"`)
 		}
-	}
-	if p.Cmp == query.Contains {
-		if kind == records.KFloat {
-			return records.Predicate{}, filterError(name, "is a number: ~ (contains) applies to text")
-		}
-		return records.Predicate{SQL: s.d.like(col), Args: []any{"%" + escapeLike(p.Value) + "%"}}, nil
 	}
 	op, ok := sqlOps[p.Cmp]
 	if !ok {
