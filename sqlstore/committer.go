@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,14 +74,19 @@ type committer struct {
 const (
 	insertAuditEvent   = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 	insertAuditStudent = "INSERT INTO audit_students (chain, seq, student_id) VALUES (?, ?, ?)"
+	auditStudentChunk  = 16
 )
+
+// insertAuditStudents inserts auditStudentChunk index rows at once.
+var insertAuditStudents = "INSERT INTO audit_students (chain, seq, student_id) VALUES " +
+	strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", auditStudentChunk), ", ")
 
 func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
 	c := &committer{s: s, chain: chain, reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
 	if err := c.loadHead(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent), s.d.rebind(insertAuditStudent)); err != nil {
+	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent), s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudents)); err != nil {
 		return nil, fmt.Errorf("sqlstore: prepare audit statements: %w", err)
 	}
 	if err := c.loadCheckpointState(ctx); err != nil {
@@ -301,10 +307,22 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 		c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash); err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
-	for _, st := range e.Students {
-		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertAuditStudent), c.chain, c.seq, st); err != nil {
+	// The student index: a list read touches up to a page of students, so rows go in
+	// chunks of auditStudentChunk per statement rather than one statement each.
+	students := e.Students
+	for len(students) > 0 {
+		q, n := insertAuditStudent, 1
+		if len(students) >= auditStudentChunk {
+			q, n = insertAuditStudents, auditStudentChunk
+		}
+		args := make([]any, 0, 3*n)
+		for _, st := range students[:n] {
+			args = append(args, c.chain, c.seq, st)
+		}
+		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(q), args...); err != nil {
 			return fmt.Errorf("index audit event: %w", err)
 		}
+		students = students[n:]
 	}
 	c.head = hash
 	c.appended(e, hash)
