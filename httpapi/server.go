@@ -121,9 +121,10 @@ type reqCtx struct {
 
 type route struct {
 	method, pattern, op string
-	public              bool // no authentication (health, token endpoint)
-	noAudit             bool // touches no student data (health, metrics, docs)
-	oneRoster           bool // errors as imsx_StatusInfo
+	public              bool  // no authentication (health, token endpoint)
+	noAudit             bool  // touches no student data (health, metrics, docs)
+	oneRoster           bool  // errors as imsx_StatusInfo
+	maxBody             int64 // body limit of this route when not the server's (package uploads)
 	h                   func(http.ResponseWriter, *http.Request, *reqCtx)
 }
 
@@ -210,7 +211,11 @@ func (s *Server) wrap(rt *route) http.Handler {
 				sw.Header().Set("X-Redisclosure-Notice", "Education records disclosed under FERPA (34 CFR Part 99); they may not be re-disclosed without consent except as 34 CFR 99.33 allows.")
 			}
 		}
-		r.Body = http.MaxBytesReader(sw, r.Body, s.maxBody)
+		limit := s.maxBody
+		if rt.maxBody > 0 {
+			limit = rt.maxBody
+		}
+		r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		rt.h(sw, r, rc)
 	})
 }

@@ -168,10 +168,10 @@ func (r *csvReader) next() ([]string, error) {
 		if errors.As(err, &pe) {
 			msg := pe.Err.Error()
 			switch {
-			case errors.Is(pe.Err, csv.ErrQuote):
-				msg = "a quote (\") inside a field that is not quoted: quote the whole field and double the inner quote"
 			case errors.Is(pe.Err, csv.ErrBareQuote):
-				msg = "a bare quote (\") in a quoted field: double it"
+				msg = "a quote (\") inside a field that is not quoted: quote the whole field and double the inner quote"
+			case errors.Is(pe.Err, csv.ErrQuote):
+				msg = "a quoted field is not closed, or text follows its closing quote"
 			}
 			return nil, &errSyntax{line: pe.StartLine, msg: msg}
 		}

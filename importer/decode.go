@@ -78,7 +78,8 @@ type rowDecoder struct {
 	probs *problems
 	// childFields are the fields of this entity file's objects filled by child files.
 	childFields map[string]bool
-	seal        func([]byte) ([]byte, error) // seals staged payloads of sensitive fields
+	// final marks pass 2, where the writer validates each object once complete.
+	final bool
 	// per record
 	rec    []string
 	bad    []bool // columns (by spec position) with a problem in this record
@@ -191,41 +192,46 @@ func checkID(v string) string {
 // checkCell checks a non-empty value against its column's type and vocabulary. The
 // message quotes the value only when the column is not sensitive.
 func checkCell(c csvspec.Column, v string, sensitive bool) string {
-	q := quote(v)
-	if sensitive {
-		q = "the value"
+	if c.Type == csvspec.String && strings.IndexByte(v, 0) < 0 {
+		return "" // free text: any UTF-8, line breaks included
+	}
+	q := func() string {
+		if sensitive {
+			return "the value"
+		}
+		return quote(v)
 	}
 	if c.Type != csvspec.String && strings.ContainsAny(v, "\r\n") {
-		return q + " contains a line break"
+		return q() + " contains a line break"
 	}
-	if strings.ContainsRune(v, 0) {
+	if strings.IndexByte(v, 0) >= 0 {
 		return "contains a NUL character"
 	}
 	switch c.Type {
 	case csvspec.Date:
 		if _, err := time.Parse(time.DateOnly, v); err != nil {
-			return q + " is not a date (YYYY-MM-DD)"
+			return q() + " is not a date (YYYY-MM-DD)"
 		}
 	case csvspec.DateTime:
 		if _, ok := parseUTC(v); !ok {
-			return q + " is not a UTC date-time ending in Z (e.g. 2026-09-01T08:00:00Z)"
+			return q() + " is not a UTC date-time ending in Z (e.g. 2026-09-01T08:00:00Z)"
 		}
 	case csvspec.Float:
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			return q + " is not a number"
+			return q() + " is not a number"
 		}
 	case csvspec.Int:
 		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
-			return q + " is not a whole number"
+			return q() + " is not a whole number"
 		}
 	case csvspec.Year:
 		if len(v) != 4 || strings.Trim(v, "0123456789") != "" {
-			return q + " is not a four-digit year"
+			return q() + " is not a four-digit year"
 		}
 	case csvspec.Bool:
 		if v != "true" && v != "false" {
-			return q + ` is not "true" or "false"`
+			return q() + ` is not "true" or "false"`
 		}
 	case csvspec.Enum:
 		return checkToken(c, v, q)
@@ -235,7 +241,7 @@ func checkCell(c csvspec.Column, v string, sensitive bool) string {
 				return fmt.Sprintf("item %d of the list is empty", i+1)
 			}
 			if len(c.Enum) > 0 {
-				if msg := checkToken(c, item, quote(item)); msg != "" {
+				if msg := checkToken(c, item, func() string { return quote(item) }); msg != "" {
 					return fmt.Sprintf("item %d: %s", i+1, msg)
 				}
 			}
@@ -259,7 +265,7 @@ func checkCell(c csvspec.Column, v string, sensitive bool) string {
 	return ""
 }
 
-func checkToken(c csvspec.Column, v, q string) string {
+func checkToken(c csvspec.Column, v string, q func() string) string {
 	if slices.Contains(c.Enum, v) || c.Ext && csvspec.IsExtension(v) {
 		return ""
 	}
@@ -267,7 +273,7 @@ func checkToken(c csvspec.Column, v, q string) string {
 	if c.Ext {
 		ext = ", or ext:NAME"
 	}
-	return fmt.Sprintf("%s is not one of %s%s", q, strings.Join(c.Enum, ", "), ext)
+	return fmt.Sprintf("%s is not one of %s%s", q(), strings.Join(c.Enum, ", "), ext)
 }
 
 // Row kinds of an entity file.
@@ -368,7 +374,7 @@ func (d *rowDecoder) entity() (records.Object, int) {
 	if kind == rowDelete {
 		return records.Object{"sourcedId": id, "status": status, "dateLastModified": obj["dateLastModified"]}, kind
 	}
-	{
+	if !d.final {
 		for _, fe := range records.Validate(fi.ent, obj) {
 			col, ok := fi.fieldCol[fe.Field]
 			if d.childFields[fe.Field] && !ok {

@@ -136,7 +136,7 @@ func (im *Importer) Import(ctx context.Context, path string, opt Options) (*Summ
 	if perr := probs.err(); perr != nil {
 		prog.done("the package has problems: nothing was written")
 		if !opt.DryRun {
-			im.auditFailure(ctx, opt.Event, fmt.Sprintf("package not valid: %d problems", probs.total), audit.Invalid)
+			im.auditFailure(ctx, opt.Event, fmt.Sprintf("package not valid: %d problems", probs.count()), audit.Invalid)
 		}
 		return nil, perr
 	}

@@ -163,14 +163,18 @@ type fileInfo struct {
 	refTargets []string
 }
 
+// The catalogue: every file of the binding with its mapping, checked once at start.
 var (
-	files     []*fileInfo          // in csvspec order
-	fileNamed map[string]*fileInfo // by csvspec name ("users") and file name ("users.csv")
-	entityOf  = map[string]*records.Entity{}
+	files     []*fileInfo                // in csvspec order
+	fileNamed map[string]*fileInfo       // by csvspec name ("users") and file name ("users.csv")
+	entityOf  map[string]*records.Entity // entity files' entities by file name ("users")
+	_         = buildCatalog()
 )
 
-func init() {
-	fileNamed = map[string]*fileInfo{}
+// buildCatalog joins the binding (csvspec) with the mapping tables. A mapping that
+// names an unknown file, column or field is a programming error: it panics at start.
+func buildCatalog() bool {
+	fileNamed, entityOf = map[string]*fileInfo{}, map[string]*records.Entity{}
 	for i, spec := range csvspec.Files {
 		fi := &fileInfo{spec: spec, index: i, colField: map[string]string{}, fieldCol: map[string]string{}, sensitive: map[string]bool{}}
 		fi.convs = make([]conv, len(spec.Columns))
@@ -251,6 +255,7 @@ func init() {
 			panic("importer: file " + fi.spec.Name + " is not mapped")
 		}
 	}
+	return true
 }
 
 func mustFile(name string) *fileInfo {
@@ -259,4 +264,36 @@ func mustFile(name string) *fileInfo {
 		panic(fmt.Sprintf("importer: unknown file %q", name))
 	}
 	return fi
+}
+
+// FileMapping describes, for one file of the binding, where its columns go: the
+// mapping tables above, for documentation, tests and the benchmark's raw baseline.
+type FileMapping struct {
+	File    string            // the binding's name, e.g. "users"
+	Entity  *records.Entity   // the entity whose objects the rows are, or fill
+	Columns map[string]string // CSV column -> records field ("" when not kept)
+	// Child files fill one field of another file's objects.
+	Owner       string // the owner's file, e.g. "users" for roles; "" for entity files
+	OwnerColumn string // the column naming the owner, e.g. "userSourcedId"
+	Field       string // the owner's field, e.g. "roles"
+}
+
+// Mapping returns the mapping of every file of the binding, in the binding's order.
+func Mapping() []FileMapping {
+	var out []FileMapping
+	for _, fi := range files {
+		m := FileMapping{File: fi.spec.Name, Entity: fi.ent, Columns: map[string]string{}}
+		for _, c := range fi.spec.Columns {
+			if fi.child != nil {
+				m.Columns[c.Name] = ""
+				continue
+			}
+			m.Columns[c.Name] = fi.colField[c.Name]
+		}
+		if fi.child != nil {
+			m.Owner, m.OwnerColumn, m.Field = fi.child.owner, fi.child.ownerCol, fi.child.field
+		}
+		out = append(out, m)
+	}
+	return out
 }

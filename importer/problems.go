@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Problem is one thing wrong with a package, located by file, line and column. Its
@@ -51,14 +52,27 @@ func (e *InvalidError) Error() string {
 	return fmt.Sprintf("the package is not valid: %d problems, the first: %s", e.Total, e.Problems[0].String())
 }
 
-// problems collects the problems of one import, up to a limit.
+// ProblemList returns the problems kept and how many there are in all.
+func (e *InvalidError) ProblemList() (any, int) { return e.Problems, e.Total }
+
+// problems collects the problems of one import, up to a limit. Pass 2's producer and
+// writer add to it concurrently.
 type problems struct {
+	mu    sync.Mutex
 	list  []Problem
 	total int
 	limit int
 }
 
+func (ps *problems) count() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.total
+}
+
 func (ps *problems) add(file string, line int, col, format string, args ...any) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	ps.total++
 	if len(ps.list) < ps.limit {
 		ps.list = append(ps.list, Problem{File: file, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
@@ -67,6 +81,8 @@ func (ps *problems) add(file string, line int, col, format string, args ...any) 
 
 // err returns the problems as an *InvalidError, or nil if there are none.
 func (ps *problems) err() error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	if ps.total == 0 {
 		return nil
 	}

@@ -97,8 +97,11 @@ type plan struct {
 	rows  map[string]int      // data rows per file
 	sums  map[string][32]byte // SHA-256 of each file as read in pass 1
 	refs  map[string][]string // file -> ids resolved in the store, re-checked in the transaction
-	bytes int64               // total size of the data files
-	files []*fileInfo         // the files to read, in binding order
+	// orphans marks entity files some of whose objects only child files change (a role
+	// for a user that users.csv does not list, or users.csv absent).
+	orphans map[string]bool
+	bytes   int64       // total size of the data files
+	files   []*fileInfo // the files to read, in binding order
 }
 
 // validator runs pass 1.
@@ -127,7 +130,7 @@ func (im *Importer) validate(ctx context.Context, pkg *Package, probs *problems,
 	v := &validator{imp: im, pkg: pkg, probs: probs, h: newHashing(), ids: map[string]hset{}, keys: map[string]hset{},
 		broken: map[string]bool{}, found: map[string]map[hkey]bool{}, storeRefs: map[string]map[string]struct{}{},
 		selfRefs: map[string]bool{}, prog: prog}
-	v.plan = &plan{modes: map[string]string{}, rows: map[string]int{}, sums: map[string][32]byte{}, refs: map[string][]string{}}
+	v.plan = &plan{modes: map[string]string{}, rows: map[string]int{}, sums: map[string][32]byte{}, refs: map[string][]string{}, orphans: map[string]bool{}}
 	if !v.manifest() {
 		return v.plan, nil
 	}
@@ -291,6 +294,9 @@ func (v *validator) file(ctx context.Context, fi *fileInfo) error {
 		row := d.child()
 		if row.Owner != "" {
 			keys = append(keys, hent{v.h.key(row.Owner, row.Key), line})
+			if owner := fi.child.owner; v.mode(owner) == csvspec.ModeAbsent || !v.ids[owner].has(v.h.key(row.Owner)) {
+				v.plan.orphans[owner] = true
+			}
 		}
 		if row.Status != records.StatusToBeDeleted {
 			v.refs(d, fi, nil)
@@ -445,15 +451,15 @@ func (v *validator) flush(ctx context.Context) error {
 			v.storeRefs[l.target][l.id] = struct{}{}
 		}
 		if !ok {
-			where := "the store"
+			where := "which is not in the store (and " + l.target + ".csv is not in the package)"
 			if v.mode(l.target) != csvspec.ModeAbsent {
-				where = l.target + ".csv or the store"
+				where = "which is neither in " + l.target + ".csv nor in the store"
 			}
 			if l.target == "userProfiles" {
 				v.probs.add(l.file, l.line, l.col, "refers to userProfile %s, which is neither in userProfiles.csv nor among the stored profiles of user %s", quote(l.id), quote(l.owner))
 				continue
 			}
-			v.probs.add(l.file, l.line, l.col, "refers to %s %s, which is neither in %s", singular(l.target), quote(l.id), where)
+			v.probs.add(l.file, l.line, l.col, "refers to %s %s, %s", singular(l.target), quote(l.id), where)
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
@@ -40,6 +41,11 @@ type writer struct {
 	// this process for this import: the temporary table may reach disk.
 	staging tink.AEAD
 	tx      *sqlstore.Tx
+	// tracked names the files whose ids go into the seen set: a bulk file into a table
+	// that had rows (for MarkAbsent), or an owner some objects of which only child files
+	// change (for childOnly). A first load into an empty table needs neither.
+	tracked  map[string]bool
+	students map[string]struct{}
 }
 
 func (w *writer) init() error {
@@ -54,28 +60,20 @@ func (w *writer) init() error {
 	return nil
 }
 
-// run is the import's transaction.
+// run is the import's transaction. A producer goroutine reads and decodes the files
+// while this goroutine, which owns the transaction, writes: the two cores of a small
+// machine share the work.
 func (w *writer) run(ctx context.Context, tx *sqlstore.Tx) error {
 	w.tx = tx
+	w.tracked, w.students = map[string]bool{}, map[string]struct{}{}
 	if err := tx.BeginImport(ctx); err != nil {
 		return err
 	}
 	if err := w.recheckRefs(ctx); err != nil {
 		return err
 	}
-	for _, fi := range w.plan.files {
-		if fi.child != nil {
-			if err := w.stage(ctx, fi); err != nil {
-				return err
-			}
-		}
-	}
-	for _, fi := range w.plan.files {
-		if fi.entity != nil {
-			if err := w.entityFile(ctx, fi); err != nil {
-				return err
-			}
-		}
+	if err := w.consume(ctx); err != nil {
+		return err
 	}
 	for _, fi := range files {
 		if fi.entity != nil {
@@ -85,18 +83,19 @@ func (w *writer) run(ctx context.Context, tx *sqlstore.Tx) error {
 		}
 	}
 	for _, fi := range w.plan.files {
-		if fi.entity != nil && w.plan.modes[fi.spec.Name] == csvspec.ModeBulk {
-			n, err := tx.MarkAbsent(ctx, fi.ent, fi.spec.Name)
+		if fi.entity != nil && w.plan.modes[fi.spec.Name] == csvspec.ModeBulk && w.tracked[fi.spec.Name] {
+			n, err := tx.MarkAbsent(ctx, fi.ent, fi.spec.Name, w.student)
 			if err != nil {
 				return err
 			}
 			w.sum.file(fi.spec.FileName, csvspec.ModeBulk).Deleted += int(n)
 		}
 	}
-	students, err := tx.ImportStudents(ctx)
-	if err != nil {
-		return err
+	students := make([]string, 0, len(w.students))
+	for id := range w.students {
+		students = append(students, id)
 	}
+	slices.Sort(students)
 	w.sum.Students = len(students)
 	w.sum.total()
 	ev := importEvent(w.opt.Event)
@@ -109,6 +108,8 @@ func (w *writer) run(ctx context.Context, tx *sqlstore.Tx) error {
 	}
 	return tx.EndImport(ctx)
 }
+
+func (w *writer) student(id string) { w.students[id] = struct{}{} }
 
 // recheckRefs checks, inside the transaction, that the stored objects pass 1 found
 // for references are still there.
@@ -125,43 +126,76 @@ func (w *writer) recheckRefs(ctx context.Context) error {
 	return w.probs.err()
 }
 
-// open reopens a file for pass 2, checking on EOF that it is what pass 1 read.
-func (w *writer) open(fi *fileInfo) (*csvReader, *header, func() error, error) {
+// chunk is a run of decoded rows of one file, from the producer to the writer.
+type chunk struct {
+	fi    *fileInfo
+	meta  bool // the file has metadata.* columns
+	first bool // the file's first chunk
+	last  bool // the file's last chunk: it was read whole and is what pass 1 read
+	rows  []decoded
+	err   error
+}
+
+// decoded is one decoded row: an object of an entity file, or a staged row.
+type decoded struct {
+	obj   records.Object
+	kind  int
+	line  int64
+	child sqlstore.ChildRow
+}
+
+const chunkRows = 1024
+
+// produce reads the package's files in the order the writer needs them (files that
+// fill parts of other objects first, to be staged) and sends their decoded rows.
+func (w *writer) produce(ctx context.Context, out chan<- chunk) {
+	defer close(out)
+	send := func(c chunk) bool {
+		select {
+		case out <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for _, children := range []bool{true, false} {
+		for _, fi := range w.plan.files {
+			if (fi.child != nil) != children {
+				continue
+			}
+			if err := w.produceFile(ctx, fi, send); err != nil {
+				send(chunk{err: err})
+				return
+			}
+		}
+	}
+}
+
+func (w *writer) produceFile(ctx context.Context, fi *fileInfo, send func(chunk) bool) error {
 	r, err := w.pkg.Open(fi.spec.FileName)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("importer: reopen %s: %w", fi.spec.FileName, err)
+		return fmt.Errorf("importer: reopen %s: %w", fi.spec.FileName, err)
 	}
+	defer r.Close()
 	sum := sha256.New()
 	rd := newCSVReader(io.TeeReader(r, sum), fi.spec.FileName)
 	rec, err := rd.next()
 	if err != nil {
-		r.Close()
-		return nil, nil, nil, w.changed(fi)
+		return w.changed(fi)
 	}
 	h, _, _ := matchHeader(fi, rec)
 	if h == nil {
-		r.Close()
-		return nil, nil, nil, w.changed(fi)
+		return w.changed(fi)
 	}
 	w.prog.startFile(fi.spec.FileName, rd.cnt)
-	finish := func() error {
-		defer r.Close()
-		want := w.plan.sums[fi.spec.Name]
-		if !bytes.Equal(sum.Sum(nil), want[:]) {
-			return w.changed(fi)
-		}
-		return nil
+	d := newRowDecoder(fi, w.plan.modes[fi.spec.Name], h, rd, w.probs)
+	d.final = true
+	var sensitive bool
+	if fi.child != nil {
+		f, _ := fi.ent.Field(fi.child.field)
+		sensitive = f.Sensitive
 	}
-	return rd, h, finish, nil
-}
-
-func (w *writer) changed(fi *fileInfo) error {
-	w.probs.add(fi.spec.FileName, 0, "", "changed while it was being imported: nothing was written; import again")
-	return w.probs.err()
-}
-
-// rows reads every record of an open file, calling fn for each decodable one.
-func (w *writer) rows(ctx context.Context, rd *csvReader, d *rowDecoder, fn func() error) error {
+	c := chunk{fi: fi, meta: len(h.meta) > 0, first: true}
 	for n := 0; ; n++ {
 		if n&1023 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -170,90 +204,145 @@ func (w *writer) rows(ctx context.Context, rd *csvReader, d *rowDecoder, fn func
 		}
 		rec, err := rd.next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
 		if err != nil {
-			return w.changed(d.fi)
+			return w.changed(fi)
 		}
 		w.prog.row()
 		if !d.start(rec) {
 			continue
 		}
-		if err := fn(); err != nil {
+		if fi.child != nil {
+			row := d.child()
+			if d.failed {
+				continue
+			}
+			if sensitive {
+				ct, err := w.staging.Encrypt(row.Payload, []byte(row.Kind))
+				if err != nil {
+					return fmt.Errorf("importer: seal staged row: %w", err)
+				}
+				row.Payload = ct
+			}
+			c.rows = append(c.rows, decoded{child: row})
+		} else {
+			obj, kind := d.entity()
+			if d.failed {
+				continue
+			}
+			item := itemRow
+			if kind == rowDelete {
+				item = itemDelete
+			} else if kind == rowDeleteAs {
+				item = itemDeleteAs
+			}
+			c.rows = append(c.rows, decoded{obj: obj, kind: item, line: int64(rd.line)})
+		}
+		if len(c.rows) == chunkRows {
+			if !send(c) {
+				return ctx.Err()
+			}
+			c = chunk{fi: fi, meta: c.meta}
+		}
+	}
+	want := w.plan.sums[fi.spec.Name]
+	if !bytes.Equal(sum.Sum(nil), want[:]) {
+		return w.changed(fi)
+	}
+	c.last = true
+	if !send(c) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (w *writer) changed(fi *fileInfo) error {
+	w.probs.add(fi.spec.FileName, 0, "", "changed while it was being imported: nothing was written; import again")
+	return w.probs.err()
+}
+
+// consume writes what the producer sends: staged rows, then objects.
+func (w *writer) consume(ctx context.Context) error {
+	pctx, cancel := context.WithCancel(ctx)
+	ch := make(chan chunk, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.produce(pctx, ch)
+	}()
+	defer func() {
+		cancel()
+		for range ch { // let the producer see the cancel and finish
+		}
+		<-done
+	}()
+	var st *sqlstore.Stager
+	var b *sqlstore.Bulk
+	for c := range ch {
+		if c.err != nil {
+			return c.err
+		}
+		if c.first {
+			if c.fi.child != nil {
+				st = w.tx.Stager()
+			} else {
+				var err error
+				if b, err = w.startEntity(ctx, c.fi, c.meta); err != nil {
+					return err
+				}
+			}
+		}
+		for i := range c.rows {
+			r := &c.rows[i]
+			var err error
+			if c.fi.child != nil {
+				err = st.Add(ctx, r.child)
+			} else {
+				err = b.Add(ctx, r.obj, r.line, r.kind)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if !c.last {
+			continue
+		}
+		if c.fi.child != nil {
+			err := st.Flush(ctx)
+			st.Close()
+			if err != nil {
+				return err
+			}
+		} else {
+			err := b.Flush(ctx)
+			b.Close()
+			if err != nil {
+				return err
+			}
+		}
+		if err := w.probs.err(); err != nil {
 			return err
 		}
 	}
+	return ctx.Err()
 }
 
-// stage copies the rows of a child file into the staging table.
-func (w *writer) stage(ctx context.Context, fi *fileInfo) error {
-	rd, h, finish, err := w.open(fi)
-	if err != nil {
-		return err
-	}
-	owner, _ := fi.ent.Field(fi.child.field)
-	d := newRowDecoder(fi, w.plan.modes[fi.spec.Name], h, rd, w.probs)
-	st := w.tx.Stager()
-	defer st.Close()
-	err = w.rows(ctx, rd, d, func() error {
-		row := d.child()
-		if d.failed {
-			return nil
-		}
-		if owner.Sensitive {
-			ct, err := w.staging.Encrypt(row.Payload, []byte(row.Kind))
-			if err != nil {
-				return fmt.Errorf("importer: seal staged row: %w", err)
-			}
-			row.Payload = ct
-		}
-		return st.Add(ctx, row)
-	})
-	if err != nil {
-		return err
-	}
-	if err := st.Flush(ctx); err != nil {
-		return err
-	}
-	if err := finish(); err != nil {
-		return err
-	}
-	return w.probs.err()
-}
-
-// entityFile upserts the rows of one entity file.
-func (w *writer) entityFile(ctx context.Context, fi *fileInfo) error {
-	rd, h, finish, err := w.open(fi)
-	if err != nil {
-		return err
-	}
+// startEntity prepares the writer of one entity file.
+func (w *writer) startEntity(ctx context.Context, fi *fileInfo, meta bool) (*sqlstore.Bulk, error) {
 	mode := w.plan.modes[fi.spec.Name]
-	d := newRowDecoder(fi, mode, h, rd, w.probs)
-	b := w.tx.Bulk(fi.ent, sqlstore.BulkOptions{Prepare: w.prepare(fi, len(h.meta) > 0), Done: w.done(fi), Seen: fi.spec.Name, Students: true})
-	defer b.Close()
-	err = w.rows(ctx, rd, d, func() error {
-		obj, kind := d.entity()
-		if d.failed {
-			return nil
-		}
-		item := itemRow
-		if kind == rowDelete {
-			item = itemDelete
-		} else if kind == rowDeleteAs {
-			item = itemDeleteAs
-		}
-		return b.Add(ctx, obj, int64(rd.line), item)
-	})
+	empty, err := w.tx.Empty(ctx, fi.ent)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := b.Flush(ctx); err != nil {
-		return err
+	track := w.plan.orphans[fi.spec.Name] || mode == csvspec.ModeBulk && !empty
+	w.tracked[fi.spec.Name] = track
+	seen := ""
+	if track {
+		seen = fi.spec.Name
 	}
-	if err := finish(); err != nil {
-		return err
-	}
-	return w.probs.err()
+	return w.tx.Bulk(fi.ent, sqlstore.BulkOptions{Prepare: w.prepare(fi, meta), Done: w.done(fi), Seen: seen, Student: w.student,
+		NoneStored: empty}), nil
 }
 
 // childOnly updates the objects of fi's entity that child files change but fi's own
@@ -265,10 +354,10 @@ func (w *writer) childOnly(ctx context.Context, fi *fileInfo) error {
 			kinds = append(kinds, c.spec.Name)
 		}
 	}
-	if len(kinds) == 0 {
+	if len(kinds) == 0 || !w.plan.orphans[fi.spec.Name] {
 		return nil
 	}
-	b := w.tx.Bulk(fi.ent, sqlstore.BulkOptions{Prepare: w.prepare(fi, false), Done: w.done(fi), Students: true})
+	b := w.tx.Bulk(fi.ent, sqlstore.BulkOptions{Prepare: w.prepare(fi, false), Done: w.done(fi), Student: w.student})
 	defer b.Close()
 	after := ""
 	for {
@@ -409,7 +498,7 @@ func (w *writer) prepare(fi *fileInfo, hasMeta bool) func(context.Context, []*sq
 			}
 			it.Obj = obj
 		}
-		if w.probs.total > 0 {
+		if w.probs.count() > 0 {
 			return w.probs.err()
 		}
 		return nil

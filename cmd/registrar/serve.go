@@ -46,6 +46,12 @@ func serve(ctx context.Context, e *env, a *app, ready func(addr string)) error {
 		return err
 	}
 	srv := httpapi.New(httpapi.Options{Store: a.store, Auth: a.auth, Logger: a.log, Location: cfg.Timezone, BaseURL: cfg.BaseURL, MaxBody: cfg.MaxBody, JWKS: jwks})
+	imports, err := newImportService(ctx, a)
+	if err != nil {
+		return err
+	}
+	defer imports.Close()
+	srv.Importer = imports
 	stopWorker, err := startEmbeddedWorker(ctx, a) // single-node mode: the stream worker runs in-process (worker.go)
 	if err != nil {
 		return err
