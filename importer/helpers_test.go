@@ -155,7 +155,7 @@ var contentTables = func() []string {
 // file itself: two equal digests mean the same rows, byte for byte.
 func digest(t testing.TB, path string) string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)") // read-write: after a kill, opening runs WAL recovery
 	if err != nil {
 		t.Fatal(err)
 	}

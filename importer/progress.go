@@ -93,6 +93,16 @@ func (p *progress) phase(name string, size, total int64) {
 	}
 	p.total = total
 	p.mu.Unlock()
+	if changed && p.w != nil && !p.term {
+		p.out.Lock()
+		switch {
+		case total > 0:
+			fmt.Fprintf(p.w, "import: %s %s rows in one transaction\n", name, count(total))
+		default:
+			fmt.Fprintf(p.w, "import: %s the package\n", name)
+		}
+		p.out.Unlock()
+	}
 }
 
 func (p *progress) startFile(name string, cnt *counter) {
