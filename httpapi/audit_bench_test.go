@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,8 +70,18 @@ func newAuditBenchServer(b *testing.B, auditOff bool) *auditBenchServer {
 	return &auditBenchServer{url: srv.URL, vendor: tok.AccessToken, teacher: teacher}
 }
 
-// auditBenchLoad sends n GETs from workers concurrent clients and returns the elapsed time.
-func auditBenchLoad(b *testing.B, base, token string, paths []string, n, workers int) time.Duration {
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// auditBenchLoad sends n GETs from workers concurrent clients and returns the elapsed
+// time and the CPU time the process (clients and servers) used meanwhile.
+func auditBenchLoad(b *testing.B, base, token string, paths []string, n, workers int) (time.Duration, time.Duration) {
 	b.Helper()
 	tr := &http.Transport{MaxIdleConnsPerHost: workers}
 	defer tr.CloseIdleConnections()
@@ -78,7 +89,7 @@ func auditBenchLoad(b *testing.B, base, token string, paths []string, n, workers
 	var next atomic.Int64
 	var failed atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime(b)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
@@ -107,7 +118,7 @@ func auditBenchLoad(b *testing.B, base, token string, paths []string, n, workers
 	if f := failed.Load(); f > 0 {
 		b.Fatalf("%d of %d requests failed", f, n)
 	}
-	return time.Since(start)
+	return time.Since(start), cpuTime(b) - cpu
 }
 
 // BenchmarkAuditedReads measures read throughput with the durable audit trail (group
@@ -131,21 +142,29 @@ func BenchmarkAuditedReads(b *testing.B) {
 			}
 			const workers = 32
 			// Warm both (connections, statement caches, data keys).
-			auditBenchLoad(b, on.url, tok(on), paths, 200, workers)
-			auditBenchLoad(b, off.url, tok(off), paths, 200, workers)
+			_, _ = auditBenchLoad(b, on.url, tok(on), paths, 200, workers)
+			_, _ = auditBenchLoad(b, off.url, tok(off), paths, 200, workers)
 			b.ResetTimer()
-			// Alternate halves so drift in the machine's speed hits both alike.
-			var dOn, dOff time.Duration
-			half := max(b.N/2, 1)
-			for r := 0; r < 2; r++ {
-				dOff += auditBenchLoad(b, off.url, tok(off), paths, half, workers)
-				dOn += auditBenchLoad(b, on.url, tok(on), paths, half, workers)
+			// Alternate in eight rounds so drift in the machine's speed (other work on a
+			// shared machine) hits both alike.
+			const rounds = 8
+			var dOn, dOff, cOn, cOff time.Duration
+			part := max(b.N/rounds, 1)
+			for r := 0; r < rounds; r++ {
+				d, c := auditBenchLoad(b, off.url, tok(off), paths, part, workers)
+				dOff, cOff = dOff+d, cOff+c
+				d, c = auditBenchLoad(b, on.url, tok(on), paths, part, workers)
+				dOn, cOn = dOn+d, cOn+c
 			}
 			b.StopTimer()
-			rOn, rOff := float64(2*half)/dOn.Seconds(), float64(2*half)/dOff.Seconds()
+			n := float64(rounds * part)
+			rOn, rOff := n/dOn.Seconds(), n/dOff.Seconds()
 			b.ReportMetric(rOn, "audited-reads/s")
 			b.ReportMetric(rOff, "unaudited-reads/s")
 			b.ReportMetric(rOn/rOff, "ratio")
+			// Reads per CPU-second, clients included: steadier than wall time on a
+			// shared machine, blind to time spent waiting for fsync.
+			b.ReportMetric((n/cOn.Seconds())/(n/cOff.Seconds()), "cpu-ratio")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

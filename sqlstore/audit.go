@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"registrar/audit"
@@ -82,7 +84,7 @@ func (c *committer) loadCheckpointState(ctx context.Context) error {
 		return fmt.Errorf("sqlstore: read audit checkpoints: %w", err)
 	}
 	c.ck.seq, c.ck.at = seq.Int64, c.s.now()
-	return nil
+	return c.prepareDisclosures(ctx)
 }
 
 // appended notes an event appended in the batch in hand.
@@ -436,77 +438,51 @@ func (s *Store) verifyChain(ctx context.Context, chain string, o VerifyOptions, 
 	return cr, nil
 }
 
-// walkChain feeds the events from..to (0: the end) to v in chunks, checking each
-// event's student index and disclosures.
+// verifyChunkOf is one page of a chain as verify reads it: events, decoded ahead, with
+// their student index rows and disclosures, all from one snapshot.
+type verifyChunkOf struct {
+	recs     []audit.Record
+	dec      []*audit.Decoded
+	students map[int64][]string
+	discl    map[int64][]Disclosure
+	last     bool // no events after these (within the range)
+	err      error
+}
+
+// walkChain feeds the events from..to (0: the end) to v, checking each event's student
+// index and disclosures. A reader goroutine fetches and decodes the next page (in
+// parallel) while this one walks the chain.
 func (s *Store) walkChain(ctx context.Context, chain string, from, to int64, v *audit.Verifier, rep *VerifyReport) error {
-	type chunk struct {
-		recs     []audit.Record
-		students map[int64][]string
-		discl    map[int64][]Disclosure
-	}
-	for {
-		hi := from + verifyChunk - 1
-		if to > 0 && hi > to {
-			hi = to
+	ctx, cancel := context.WithCancel(ctx)
+	pages := make(chan verifyChunkOf, 1)
+	go func() {
+		defer close(pages)
+		next := from
+		for {
+			ch := s.readVerifyChunk(ctx, chain, next, to)
+			select {
+			case pages <- ch:
+			case <-ctx.Done():
+				return
+			}
+			if ch.err != nil || ch.last {
+				return
+			}
+			next = ch.recs[len(ch.recs)-1].Seq + 1
 		}
-		var ch chunk
-		err := s.readTx(ctx, func(tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, s.d.rebind("SELECT seq, body, prev, hash FROM audit_events WHERE chain = ? AND seq >= ? AND seq <= ? ORDER BY seq"), chain, from, hi)
-			if err != nil {
-				return unavailable("audit events", err)
-			}
-			for rows.Next() {
-				r := audit.Record{Chain: chain}
-				var body string
-				if err := rows.Scan(&r.Seq, &body, &r.Prev, &r.Hash); err != nil {
-					rows.Close()
-					return unavailable("audit events", err)
-				}
-				r.Body = []byte(body)
-				ch.recs = append(ch.recs, r)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return unavailable("audit events", err)
-			}
-			ch.students = map[int64][]string{}
-			rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT seq, student_id FROM audit_students WHERE chain = ? AND seq >= ? AND seq <= ?"), chain, from, hi)
-			if err != nil {
-				return unavailable("audit students", err)
-			}
-			for rows.Next() {
-				var seq int64
-				var st string
-				if err := rows.Scan(&seq, &st); err != nil {
-					rows.Close()
-					return unavailable("audit students", err)
-				}
-				ch.students[seq] = append(ch.students[seq], st)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return unavailable("audit students", err)
-			}
-			ch.discl = map[int64][]Disclosure{}
-			rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT "+disclosureCols+" FROM disclosures WHERE chain = ? AND seq >= ? AND seq <= ?"), chain, from, hi)
-			if err != nil {
-				return unavailable("disclosures", err)
-			}
-			defer rows.Close()
-			for rows.Next() {
-				d, err := scanDisclosure(rows, false)
-				if err != nil {
-					return unavailable("disclosures", err)
-				}
-				ch.discl[d.Seq] = append(ch.discl[d.Seq], d)
-			}
-			return rows.Err()
-		})
-		if err != nil {
-			return err
+	}()
+	defer func() {
+		cancel()
+		for range pages { // the reader has stopped once pages is closed
 		}
-		for _, r := range ch.recs {
-			if err := v.Next(r); err != nil {
+	}()
+	lastSeq := from - 1
+	for ch := range pages {
+		if ch.err != nil {
+			return ch.err
+		}
+		for i, r := range ch.recs {
+			if err := v.NextDecoded(r, ch.dec[i]); err != nil {
 				return err
 			}
 			e := v.Event()
@@ -518,31 +494,115 @@ func (s *Store) walkChain(ctx context.Context, chain string, from, to int64, v *
 			if err := s.checkDisclosures(ctx, e, ds); err != nil {
 				return err
 			}
+			lastSeq = r.Seq
 		}
-		// Rows of the index or of disclosures for events that are not there. The events
-		// verified so far are exactly from..last, without gaps.
-		var last int64 = from - 1
-		if len(ch.recs) > 0 {
-			last = ch.recs[len(ch.recs)-1].Seq
+	}
+	// Index rows or disclosures after the last event: their events were deleted.
+	for _, t := range []struct{ table, what string }{{"audit_students", "the student index has rows"}, {"disclosures", "the record of disclosures has entries"}} {
+		q := "SELECT MIN(seq) FROM " + t.table + " WHERE chain = ? AND seq > ?"
+		args := []any{chain, lastSeq}
+		if to > 0 {
+			q += " AND seq <= ?"
+			args = append(args, to)
 		}
-		for seq := range ch.students {
-			if seq > last {
-				return &audit.Break{Chain: chain, Seq: seq, Reason: fmt.Sprintf("the student index has rows for event %d, which does not exist (deleted, or rows inserted)", seq)}
+		var orphan sql.NullInt64
+		if err := s.r.QueryRowContext(ctx, s.d.rebind(q), args...).Scan(&orphan); err != nil {
+			return unavailable("audit verify", err)
+		}
+		if orphan.Valid {
+			return &audit.Break{Chain: chain, Seq: orphan.Int64, Reason: fmt.Sprintf("%s for event %d, which does not exist (deleted)", t.what, orphan.Int64)}
+		}
+	}
+	return nil
+}
+
+// readVerifyChunk reads the next page of events from seq from on (keyset paging, so a
+// gap shows as the next event being too far on), and decodes them in parallel.
+func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int64) verifyChunkOf {
+	var ch verifyChunkOf
+	q := "SELECT seq, body, prev, hash FROM audit_events WHERE chain = ? AND seq >= ?"
+	args := []any{chain, from}
+	if to > 0 {
+		q += " AND seq <= ?"
+		args = append(args, to)
+	}
+	args = append(args, verifyChunk)
+	ch.err = s.readTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.d.rebind(q+" ORDER BY seq LIMIT ?"), args...)
+		if err != nil {
+			return unavailable("audit events", err)
+		}
+		for rows.Next() {
+			r := audit.Record{Chain: chain}
+			var body string
+			if err := rows.Scan(&r.Seq, &body, &r.Prev, &r.Hash); err != nil {
+				rows.Close()
+				return unavailable("audit events", err)
 			}
+			r.Body = []byte(body)
+			ch.recs = append(ch.recs, r)
 		}
-		for seq := range ch.discl {
-			if seq > last {
-				return &audit.Break{Chain: chain, Seq: seq, Reason: fmt.Sprintf("the record of disclosures has entries for event %d, which does not exist (deleted, or entries inserted)", seq)}
-			}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return unavailable("audit events", err)
 		}
-		if len(ch.recs) == 0 || (to > 0 && hi >= to) {
+		ch.last = len(ch.recs) < verifyChunk
+		if len(ch.recs) == 0 {
 			return nil
 		}
-		if last < hi {
-			return nil // the end of the chain
+		lo, hi := ch.recs[0].Seq, ch.recs[len(ch.recs)-1].Seq
+		ch.students = map[int64][]string{}
+		rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT seq, student_id FROM audit_students WHERE chain = ? AND seq >= ? AND seq <= ?"), chain, lo, hi)
+		if err != nil {
+			return unavailable("audit students", err)
 		}
-		from = hi + 1
+		for rows.Next() {
+			var seq int64
+			var st string
+			if err := rows.Scan(&seq, &st); err != nil {
+				rows.Close()
+				return unavailable("audit students", err)
+			}
+			ch.students[seq] = append(ch.students[seq], st)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return unavailable("audit students", err)
+		}
+		ch.discl = map[int64][]Disclosure{}
+		rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT "+disclosureCols+" FROM disclosures WHERE chain = ? AND seq >= ? AND seq <= ?"), chain, lo, hi)
+		if err != nil {
+			return unavailable("disclosures", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			d, err := scanDisclosure(rows, false)
+			if err != nil {
+				return unavailable("disclosures", err)
+			}
+			ch.discl[d.Seq] = append(ch.discl[d.Seq], d)
+		}
+		return rows.Err()
+	})
+	if ch.err != nil {
+		return ch
 	}
+	// Index rows of seqs with no event inside the page are caught by the walk: the
+	// chain breaks at the missing event first.
+	ch.dec = make([]*audit.Decoded, len(ch.recs))
+	workers := min(runtime.GOMAXPROCS(0), 4)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(ch.recs); i += workers {
+				ch.dec[i] = audit.Decode(ch.recs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return ch
 }
 
 func checkIndex(e *audit.Event, indexed []string) error {

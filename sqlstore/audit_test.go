@@ -405,3 +405,143 @@ func TestCheckpointsAreLoggedAndReadBack(t *testing.T) {
 type auditWriterFunc func([]byte) (int, error)
 
 func (f auditWriterFunc) Write(b []byte) (int, error) { return f(b) }
+
+// The trail's queries, disclosures and verification behave alike on SQLite and
+// PostgreSQL, and tampering behind disabled triggers is caught on both.
+func TestAuditTrailOnEveryEngine(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		s := district(t, eng)
+		ctx := context.Background()
+		var disclosing []int64
+		for i := 1; i <= 12; i++ {
+			ev := audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "study", Action: fmt.Sprint("read-", i%3), Outcome: audit.OK, LegalBasis: "studies",
+				Students: []string{testdistrict.Minor}, RequestID: fmt.Sprint("r", i), ResourceType: "user"}
+			var fn func(context.Context, *sqlstore.Tx) error
+			if i%4 == 0 {
+				ev.Students, ev.Disclosed = []string{testdistrict.Minor, testdistrict.Eligible}, true
+				fn = func(_ context.Context, tx *sqlstore.Tx) error {
+					tx.Disclose(sqlstore.Disclosure{PartyKind: audit.KindClient, PartyID: "study", LegalBasis: "studies", ResourceType: "user", Fields: []string{"givenName"}, Required: true}, ev.Students...)
+					return nil
+				}
+			}
+			if err := s.Write(ctx, fn, ev); err != nil {
+				t.Fatal(err)
+			}
+			if i == 10 {
+				if err := s.Checkpoint(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		rep, err := s.Verify(ctx, sqlstore.VerifyOptions{})
+		if err != nil || rep.Events != 12 || rep.Disclosures != 6 || rep.Checkpoints != 1 {
+			t.Fatalf("verify: %+v, %v; want 12 events, 6 disclosures, 1 checkpoint", rep, err)
+		}
+		ds, err := s.Disclosures(ctx, testdistrict.Eligible, 10, 0)
+		if err != nil || len(ds) != 3 || ds[0].ID <= ds[1].ID || ds[0].RequestID != "r12" || ds[0].Fields[0] != "givenName" {
+			t.Fatalf("disclosures of the eligible student: %+v, %v", ds, err)
+		}
+		for _, d := range ds {
+			disclosing = append(disclosing, d.Seq)
+		}
+		evs, next, err := s.AuditEvents(ctx, sqlstore.AuditQuery{Student: testdistrict.Eligible, Limit: 2})
+		if err != nil || len(evs) != 2 || next == "" || evs[0].RequestID != "r12" {
+			t.Fatalf("first page of the eligible student's events: %d, %q, %v", len(evs), next, err)
+		}
+		evs, next, err = s.AuditEvents(ctx, sqlstore.AuditQuery{Student: testdistrict.Eligible, Limit: 2, Cursor: next})
+		if err != nil || len(evs) != 1 || next != "" || evs[0].RequestID != "r4" {
+			t.Fatalf("second page: %d, %q, %v", len(evs), next, err)
+		}
+		evs, _, err = s.AuditEvents(ctx, sqlstore.AuditQuery{Principal: "study", Action: "read-0"})
+		if err != nil || len(evs) != 4 {
+			t.Fatalf("the study's read-0 events: %d, %v", len(evs), err)
+		}
+		n := 0
+		if err := s.ExportAudit(ctx, sqlstore.ExportQuery{Student: testdistrict.Minor}, func(audit.Entry) error { n++; return nil }); err != nil || n != 12 {
+			t.Fatalf("export of the minor's events: %d, %v", n, err)
+		}
+		// Tamper behind disabled triggers: an edited disclosure, then a cut tail.
+		db := s.RawDB()
+		for _, tbl := range []string{"audit_events", "audit_students", "disclosures"} {
+			q := "ALTER TABLE " + tbl + " DISABLE TRIGGER ALL"
+			if s.Engine() == "sqlite" {
+				q = ""
+			}
+			if q != "" {
+				if _, err := db.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if s.Engine() == "sqlite" {
+			for _, tr := range []string{"disclosures_no_update", "audit_events_no_delete", "audit_students_no_delete", "disclosures_no_delete"} {
+				if _, err := db.ExecContext(ctx, "DROP TRIGGER "+tr); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if _, err := db.ExecContext(ctx, s.Rebind("UPDATE disclosures SET legal_basis = 'consent' WHERE seq = ?"), disclosing[1]); err != nil {
+			t.Fatal(err)
+		}
+		var b *audit.Break
+		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); !errors.As(err, &b) || b.Seq != disclosing[1] {
+			t.Fatalf("an edited disclosure: got %v, want a break at %d", err, disclosing[1])
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM disclosures"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM audit_students WHERE seq > 6"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM audit_events WHERE seq > 6"); err != nil {
+			t.Fatal(err)
+		}
+		// The checkpoint at 10 shows the cut tail (7), but the deleted entries of the
+		// disclosing event 4 come first.
+		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); !errors.As(err, &b) || b.Seq != 4 || !strings.Contains(b.Reason, "lacks") {
+			t.Fatalf("deleted disclosures and a cut tail: got %v, want the missing entries of event 4", err)
+		}
+	})
+}
+
+// Verify reads the trail in pages; a gap must show wherever it falls, and index rows
+// left behind by deleted tail events must too.
+func TestVerifyFindsGapsAcrossPagesAndOrphanIndexRows(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &trail{dir: dir, vault: v}
+	st := tr.open(t, filepath.Join(dir, "base.db"), "a")
+	evs := make([]audit.Event, 4200)
+	for i := range evs {
+		evs[i] = audit.Event{PrincipalKind: "user", PrincipalID: "u", Action: "read", Outcome: audit.OK, Students: []string{fmt.Sprint("s", i%10)}}
+	}
+	if err := st.Write(context.Background(), nil, evs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		stmts   []string
+		wantSeq int64
+	}{
+		{"a gap running to the end of the first page (no checkpoint to help)", []string{"DELETE FROM audit_events WHERE seq BETWEEN 4000 AND 4096", "DELETE FROM audit_checkpoints"}, 4000},
+		{"tail events deleted, their index rows left", []string{"DELETE FROM audit_events WHERE seq > 4190"}, 4191},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := tr.tampered(t, c.stmts...)
+			s := tr.open(t, path, "verifier")
+			defer s.Close()
+			_, err := s.Verify(context.Background(), sqlstore.VerifyOptions{})
+			var b *audit.Break
+			if !errors.As(err, &b) || b.Seq != c.wantSeq {
+				t.Fatalf("got %v, want a break at %d", err, c.wantSeq)
+			}
+		})
+	}
+}

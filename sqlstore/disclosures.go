@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"registrar/records"
@@ -62,66 +61,70 @@ func (t *Tx) DeleteDisclosures(ctx context.Context, student string) error {
 
 const disclosureCols = "student_id, time, chain, seq, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id"
 
+const (
+	insertDisclosure  = "INSERT INTO disclosures (" + disclosureCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	selectClientParty = "SELECT name, contract_ref FROM clients WHERE client_id = ?"
+)
+
+// prepareDisclosures prepares the committer's disclosure statements on the writer.
+func (c *committer) prepareDisclosures(ctx context.Context) error {
+	if err := c.s.wstmt.prepare(ctx, c.s.d.rebind(insertDisclosure), c.s.d.rebind(selectClientParty)); err != nil {
+		return fmt.Errorf("sqlstore: prepare disclosure statements: %w", err)
+	}
+	return nil
+}
+
 // appendDisclosures writes the transaction's disclosures, pointing at its last event.
 func (c *committer) appendDisclosures(ctx context.Context, tx *sql.Tx, t *Tx) error {
 	ds := t.audit.disclosures
-	if len(ds) == 0 {
+	if len(ds) == 0 || c.s.audit.off {
 		return nil
 	}
 	if len(t.events) == 0 {
 		return &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("sqlstore: a disclosure without its audit event")}
 	}
 	ev := &t.events[len(t.events)-1]
-	if c.s.audit.off {
-		return nil
+	at := records.FormatDateTime(ev.Time)
+	var party struct {
+		id, name string
+		contract sql.NullString
 	}
-	names := map[string][2]string{} // client id -> name, contract
-	const perStmt = 64
-	for len(ds) > 0 {
-		n := min(len(ds), perStmt)
-		var q strings.Builder
-		q.WriteString("INSERT INTO disclosures (" + disclosureCols + ") VALUES ")
-		args := make([]any, 0, n*14)
-		for i := range ds[:n] {
-			d := &ds[i]
-			if d.PartyKind == "client" && (d.PartyName == "" || d.ContractRef == "") {
-				nc, ok := names[d.PartyID]
-				if !ok {
-					var name string
-					var contract sql.NullString
-					err := tx.QueryRowContext(ctx, c.s.d.rebind("SELECT name, contract_ref FROM clients WHERE client_id = ?"), d.PartyID).Scan(&name, &contract)
-					if err != nil && err != sql.ErrNoRows {
-						return fmt.Errorf("disclosure party: %w", err)
-					}
-					nc = [2]string{name, contract.String}
-					names[d.PartyID] = nc
+	for i := range ds {
+		d := &ds[i]
+		if d.PartyKind == "client" && (d.PartyName == "" || d.ContractRef == "") {
+			if party.id != d.PartyID {
+				party.id, party.name, party.contract = d.PartyID, "", sql.NullString{}
+				rows, err := txQuery(ctx, c.s.wstmt, tx, c.s.d.rebind(selectClientParty), d.PartyID)
+				if err != nil {
+					return fmt.Errorf("disclosure party: %w", err)
 				}
-				if d.PartyName == "" {
-					d.PartyName = nc[0]
+				if rows.Next() {
+					err = rows.Scan(&party.name, &party.contract)
 				}
-				if d.ContractRef == "" {
-					d.ContractRef = nc[1]
+				rows.Close()
+				if err != nil {
+					return fmt.Errorf("disclosure party: %w", err)
 				}
 			}
-			fields, _ := json.Marshal(d.Fields) // a list of strings: cannot fail
-			if d.Fields == nil {
-				fields = []byte("[]")
+			if d.PartyName == "" {
+				d.PartyName = party.name
 			}
-			required := 0
-			if d.Required {
-				required = 1
+			if d.ContractRef == "" {
+				d.ContractRef = party.contract.String
 			}
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-			args = append(args, d.Student, records.FormatDateTime(ev.Time), ev.Chain, ev.Seq, d.PartyKind, d.PartyID, d.PartyName,
-				d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, ev.RequestID)
 		}
-		if _, err := tx.ExecContext(ctx, c.s.d.rebind(q.String()), args...); err != nil {
-			return fmt.Errorf("append disclosures: %w", err)
+		fields := []byte("[]")
+		if d.Fields != nil {
+			fields, _ = json.Marshal(d.Fields) // a list of strings: cannot fail
 		}
-		ds = ds[n:]
+		required := 0
+		if d.Required {
+			required = 1
+		}
+		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertDisclosure), d.Student, at, ev.Chain, ev.Seq, d.PartyKind, d.PartyID, d.PartyName,
+			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, ev.RequestID); err != nil {
+			return fmt.Errorf("append disclosure: %w", err)
+		}
 	}
 	return nil
 }
