@@ -357,6 +357,52 @@ func checkRefsVisible(ctx context.Context, tx *sqlstore.Tx, sc *authz.Scope, e *
 	return nil
 }
 
+// consistency rules between the references of a gradebook object: each names a
+// field, the object its reference leads to, and the field there that must agree.
+// Access by school follows the line item's school, so a line item whose school is not
+// its class's school would show one school's results to another.
+var consistency = map[string][]struct{ field, via, viaField, want string }{
+	"lineItem":         {{field: "school", via: "class", viaField: "school"}},
+	"result":           {{field: "class", via: "lineItem", viaField: "class"}, {field: "student", want: "student"}},
+	"assessmentResult": {{field: "student", want: "student"}},
+}
+
+func consistent(ctx context.Context, tx *sqlstore.Tx, e *records.Entity, obj records.Object) error {
+	var problems []records.FieldError
+	for _, rule := range consistency[e.Name] {
+		id := obj.Str(rule.field)
+		if id == "" {
+			continue
+		}
+		if rule.want == "student" {
+			ok, err := tx.Exists(ctx, records.User, records.Predicate{SQL: "EXISTS (SELECT 1 FROM user_roles r WHERE r.user_id = t.sourced_id AND r.role = 'student')"}, id)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				problems = append(problems, records.FieldError{Field: rule.field, Message: fmt.Sprintf("user %q is not a student", clipPath(id))})
+			}
+			continue
+		}
+		f, _ := e.Field(rule.via)
+		via, _ := records.EntityNamed(f.Target)
+		other, err := tx.Get(ctx, via, records.Predicate{}, obj.Str(rule.via))
+		if err != nil {
+			if records.IsNotFound(err) {
+				continue // reported by the reference check
+			}
+			return err
+		}
+		if have := other.Str(rule.viaField); have != id {
+			problems = append(problems, records.FieldError{Field: rule.field, Message: fmt.Sprintf("is %q but the %s's %s is %q", clipPath(id), rule.via, rule.viaField, clipPath(have))})
+		}
+	}
+	if len(problems) > 0 {
+		return records.InvalidFields(e.Name+" "+clipPath(obj.ID()), problems)
+	}
+	return nil
+}
+
 func (s *Server) putOne(ctx context.Context, tx *sqlstore.Tx, sc *authz.Scope, e *records.Entity, obj records.Object) (sqlstore.PutResult, error) {
 	id := obj.ID()
 	exists, err := tx.Exists(ctx, e, records.Predicate{}, id)
@@ -372,6 +418,9 @@ func (s *Server) putOne(ctx context.Context, tx *sqlstore.Tx, sc *authz.Scope, e
 		return 0, records.InvalidFields(e.Name, errs)
 	}
 	if err := checkRefsVisible(ctx, tx, sc, e, obj); err != nil {
+		return 0, err
+	}
+	if err := consistent(ctx, tx, e, obj); err != nil {
 		return 0, err
 	}
 	res, err := tx.Put(ctx, e, obj, sqlstore.PutOptions{})

@@ -78,11 +78,36 @@ func New(o Options) *Server {
 	for _, r := range s.routes {
 		s.mux.Handle(r.method+" "+r.pattern, s.wrap(r))
 	}
-	s.mux.Handle("/", s.wrap(&route{pattern: "/", op: "notFound", public: true, h: func(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-		s.fail(w, r, rc, &records.Error{Code: records.NotFound, CodeMinor: "unknownobject", Message: "no such path: " + clipPath(r.URL.Path)})
-	}}))
+	// Paths no route serves: 405 with Allow when the path exists for other methods,
+	// else 404; under the OneRoster bases the body is imsx_StatusInfo.
+	notFound := func(oneRoster bool) *route {
+		return &route{pattern: "/", op: "notFound", public: true, noAudit: true, oneRoster: oneRoster, h: func(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+			if allow := s.allowed(r); len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				s.fail(w, r, rc, &records.Error{Code: records.MethodNotAllowed, CodeMinor: "invaliddata", Message: r.Method + " is not allowed on this path; allowed: " + strings.Join(allow, ", ")})
+				return
+			}
+			s.fail(w, r, rc, &records.Error{Code: records.NotFound, CodeMinor: "unknownobject", Message: "no such path: " + clipPath(r.URL.Path)})
+		}}
+	}
+	s.mux.Handle("/", s.wrap(notFound(false)))
+	s.mux.Handle(RosteringBase+"/", s.wrap(notFound(true)))
+	s.mux.Handle(GradebookBase+"/", s.wrap(notFound(true)))
 	s.ready.Store(true)
 	return s
+}
+
+// allowed lists the methods that have a route for r's path.
+func (s *Server) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{"GET", "PUT", "POST", "DELETE"} {
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := s.mux.Handler(r2); pattern != "" && pattern != "/" && pattern != RosteringBase+"/" && pattern != GradebookBase+"/" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Handler returns the root handler.
@@ -251,14 +276,15 @@ func clipPath(p string) string {
 }
 
 var statusOf = map[records.Code]int{
-	records.Invalid:      http.StatusBadRequest,
-	records.NotFound:     http.StatusNotFound,
-	records.Conflict:     http.StatusConflict,
-	records.Unauthorized: http.StatusUnauthorized,
-	records.Forbidden:    http.StatusForbidden,
-	records.TooLarge:     http.StatusRequestEntityTooLarge,
-	records.Unavailable:  http.StatusServiceUnavailable,
-	records.Internal:     http.StatusInternalServerError,
+	records.Invalid:          http.StatusBadRequest,
+	records.NotFound:         http.StatusNotFound,
+	records.Conflict:         http.StatusConflict,
+	records.Unauthorized:     http.StatusUnauthorized,
+	records.MethodNotAllowed: http.StatusMethodNotAllowed,
+	records.Forbidden:        http.StatusForbidden,
+	records.TooLarge:         http.StatusRequestEntityTooLarge,
+	records.Unavailable:      http.StatusServiceUnavailable,
+	records.Internal:         http.StatusInternalServerError,
 }
 
 var outcomeOf = map[records.Code]string{

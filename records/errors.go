@@ -11,14 +11,15 @@ type Code string
 
 // Error codes.
 const (
-	Invalid      Code = "invalid"      // the input is wrong: 400 or 422
-	NotFound     Code = "not_found"    // absent, or outside the principal's scope: 404
-	Conflict     Code = "conflict"     // state forbids it (precondition, still referenced): 409
-	Unauthorized Code = "unauthorized" // no or bad credentials: 401
-	Forbidden    Code = "forbidden"    // authenticated, but the scope or basis does not allow it: 403
-	TooLarge     Code = "too_large"    // body or package over the limit: 413
-	Unavailable  Code = "unavailable"  // a dependency is down; retry later: 503
-	Internal     Code = "internal"     // a bug or an unexpected failure: 500, details only in the log
+	Invalid          Code = "invalid"            // the input is wrong: 400 or 422
+	NotFound         Code = "not_found"          // absent, or outside the principal's scope: 404
+	Conflict         Code = "conflict"           // state forbids it (precondition, still referenced): 409
+	Unauthorized     Code = "unauthorized"       // no or bad credentials: 401
+	Forbidden        Code = "forbidden"          // authenticated, but the scope or basis does not allow it: 403
+	MethodNotAllowed Code = "method_not_allowed" // the path exists, not for this method: 405
+	TooLarge         Code = "too_large"          // body or package over the limit: 413
+	Unavailable      Code = "unavailable"        // a dependency is down; retry later: 503
+	Internal         Code = "internal"           // a bug or an unexpected failure: 500, details only in the log
 )
 
 // Error is the one error type that crosses rooms. Message is safe to show to the

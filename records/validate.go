@@ -100,6 +100,20 @@ func Validate(e *Entity, o Object) []FieldError {
 			bad("sourcedId", "%v", err)
 		}
 	}
+	// Ranges whose ends must be in order. Dates and date-times are stored in one
+	// sortable text form, so text order is time order.
+	for _, r := range [][2]string{{"startDate", "endDate"}, {"assignDate", "dueDate"}, {"beginDate", "endDate"}} {
+		a, aok := o[r[0]].(string)
+		b, bok := o[r[1]].(string)
+		if aok && bok && a != "" && b != "" && a > b && len(a) == len(b) {
+			bad(r[1], "is before %s", r[0])
+		}
+	}
+	if lo, ok := o["resultValueMin"].(float64); ok {
+		if hi, ok := o["resultValueMax"].(float64); ok && lo > hi {
+			bad("resultValueMax", "is less than resultValueMin")
+		}
+	}
 	return errs
 }
 
