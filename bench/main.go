@@ -36,6 +36,7 @@ import (
 )
 
 type options struct {
+	parts    map[string]bool
 	quick    bool
 	out      string
 	dur      time.Duration
@@ -51,7 +52,12 @@ func main() {
 	flag.BoolVar(&o.keepTemp, "keep", false, "keep the temporary data directories")
 	sizes := flag.String("sizes", "", "comma-separated district sizes in students (default: 1000,10000,100000; --quick: 10000)")
 	flag.DurationVar(&o.dur, "duration", 0, "length of each measurement (default 20s; --quick 8s)")
+	parts := flag.String("parts", "http,go,resilience", "which parts to run: http (endpoints, mixed workload, sizes), go (package benchmark pairs), resilience")
 	flag.Parse()
+	o.parts = map[string]bool{}
+	for _, p := range strings.Split(*parts, ",") {
+		o.parts[strings.TrimSpace(p)] = true
+	}
 	o.workers, o.sizes = 16, []int{1000, 10000, 100000}
 	if o.dur == 0 {
 		o.dur = 20 * time.Second
@@ -111,22 +117,42 @@ func run(ctx context.Context, o options) error {
 	}
 	rep := &report{command: cmd}
 	var scaling []string
+	var primary *district
 	for _, n := range o.sizes {
 		d, err := prepare(ctx, bin, tmp, n)
 		if err != nil {
 			return err
 		}
-		row, err := measureSize(ctx, o, bin, d, rep, n == 10000 || len(o.sizes) == 1)
+		detail := n == 10000 || len(o.sizes) == 1
+		if detail {
+			primary = d
+		}
+		if !o.parts["http"] {
+			continue
+		}
+		row, err := measureSize(ctx, o, bin, d, rep, detail)
 		if err != nil {
 			return err
 		}
 		scaling = append(scaling, row)
 	}
-	rep.add("How cost grows with size", "| students | rows imported | import rows/s | GET /students/{id} req/s | GET /classes/{id}/students req/s |\n|---:|---:|---:|---:|---:|\n"+strings.Join(scaling, "\n")+"\n")
-	if err := goBenchmarks(ctx, o, rep); err != nil {
+	if o.parts["http"] {
+		rep.add("How cost grows with size", "Import and per-endpoint throughput at each size, from the same run (a figure that falls faster than the size grows would show something worse than linear).\n\n"+
+			"| students | rows imported | import rows/s | GET /students/{id} req/s | GET /classes/{id}/students req/s |\n|---:|---:|---:|---:|---:|\n"+strings.Join(scaling, "\n")+"\n")
+	}
+	if o.parts["go"] {
+		if err := goBenchmarks(ctx, o, rep); err != nil {
+			return err
+		}
+	}
+	var rerr error
+	if o.parts["resilience"] {
+		rerr = resilience(ctx, o, bin, primary, rep)
+	}
+	if err := rep.write(o.out); err != nil {
 		return err
 	}
-	return rep.write(o.out)
+	return rerr
 }
 
 // district is one generated, imported data dir.
