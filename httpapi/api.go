@@ -196,6 +196,7 @@ func (s *Server) v1Routes() []*route {
 	out = append(out, s.importRoutes()...)
 	out = append(out, s.auditRoutes()...)
 	out = append(out, s.studentRoutes()...)
+	out = append(out, s.changesRoutes()...)
 	return out
 }
 

@@ -182,7 +182,9 @@ func TestThrottlingResetsAndExpiredIteratorsLoseNothing(t *testing.T) {
 	if n := d.count(t, "SELECT COUNT(*) FROM audit_events WHERE action = 'stream.upsert'"); n != 300 {
 		t.Errorf("got %d audit events, want 300: exactly one per event", n)
 	}
+	f.mu.Lock()
 	t.Logf("faults injected: %v; duplicates skipped: %d", f.injected, repeat)
+	f.mu.Unlock()
 }
 
 func TestReshardingKeepsEveryEventAndPerKeyOrder(t *testing.T) {

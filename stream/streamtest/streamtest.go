@@ -111,6 +111,9 @@ func start() (string, error) {
 	cmd := exec.Command(node, script, fmt.Sprint(port))
 	cmd.Env = append(os.Environ(), "NODE_PATH="+mods, "KINESALITE_DIR="+filepath.Join(dir, "data"))
 	cmd.Stderr = os.Stderr
+	// Should the test binary die without calling Stop (a panic, a timeout), the kernel
+	// ends the emulator with it.
+	dieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
