@@ -138,13 +138,25 @@ func (c *committer) afterBatch(err error) {
 	if err != nil {
 		return
 	}
-	ctx := context.Background()
 	for _, p := range c.ck.pending {
-		c.s.log.LogAttrs(ctx, slog.LevelInfo, audit.LogEvent, slog.Any("event", audit.NewLogView(p.e, p.hash)))
+		c.logAudit(audit.LogEvent, slog.Any("event", audit.NewLogView(p.e, p.hash)))
 	}
 	if cp := c.ck.made; cp != nil {
-		c.s.log.LogAttrs(ctx, slog.LevelInfo, audit.LogCheckpoint, slog.Any("checkpoint", *cp))
+		c.logAudit(audit.LogCheckpoint, slog.Any("checkpoint", *cp))
 		c.ck.seq, c.ck.at, c.ck.dirty = cp.Seq, c.s.now(), false
+	}
+}
+
+// logAudit writes one line of the trail's copy in the log stream. It goes to the
+// handler directly, at level INFO, whatever the configured level: an operator who
+// quiets the log to warnings must not silently lose the copy outside the database.
+func (c *committer) logAudit(msg string, a slog.Attr) {
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+	r.AddAttrs(a)
+	if err := c.s.log.Handler().Handle(context.Background(), r); err != nil {
+		// The log stream is a copy; the database has the event. Say so once per line
+		// on the same logger's error path, which is all that can be done here.
+		c.s.log.Error("audit copy not written to the log stream", "err", err)
 	}
 }
 
@@ -246,6 +258,8 @@ type VerifyOptions struct {
 	External []audit.Checkpoint
 	// Checker verifies checkpoint signatures (default: the store's vault).
 	Checker audit.SignatureChecker
+	// PageSize is how many events are read per read transaction (default 4096).
+	PageSize int
 }
 
 // VerifyReport says what Verify looked at.
@@ -423,7 +437,11 @@ func (s *Store) verifyChain(ctx context.Context, chain string, o VerifyOptions, 
 	}
 	cr.From = from
 	v.Expect(valid...)
-	if err := s.walkChain(ctx, chain, from, o.To, v, rep); err != nil {
+	page := o.PageSize
+	if page <= 0 {
+		page = verifyChunk
+	}
+	if err := s.walkChain(ctx, chain, from, o.To, page, v, rep); err != nil {
 		if err := fb.add(err); err != nil {
 			return cr, err
 		}
@@ -452,14 +470,14 @@ type verifyChunkOf struct {
 // walkChain feeds the events from..to (0: the end) to v, checking each event's student
 // index and disclosures. A reader goroutine fetches and decodes the next page (in
 // parallel) while this one walks the chain.
-func (s *Store) walkChain(ctx context.Context, chain string, from, to int64, v *audit.Verifier, rep *VerifyReport) error {
+func (s *Store) walkChain(ctx context.Context, chain string, from, to int64, page int, v *audit.Verifier, rep *VerifyReport) error {
 	ctx, cancel := context.WithCancel(ctx)
 	pages := make(chan verifyChunkOf, 1)
 	go func() {
 		defer close(pages)
 		next := from
 		for {
-			ch := s.readVerifyChunk(ctx, chain, next, to)
+			ch := s.readVerifyChunk(ctx, chain, next, to, page)
 			select {
 			case pages <- ch:
 			case <-ctx.Done():
@@ -518,7 +536,7 @@ func (s *Store) walkChain(ctx context.Context, chain string, from, to int64, v *
 
 // readVerifyChunk reads the next page of events from seq from on (keyset paging, so a
 // gap shows as the next event being too far on), and decodes them in parallel.
-func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int64) verifyChunkOf {
+func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int64, page int) verifyChunkOf {
 	var ch verifyChunkOf
 	q := "SELECT seq, body, prev, hash FROM audit_events WHERE chain = ? AND seq >= ?"
 	args := []any{chain, from}
@@ -526,7 +544,7 @@ func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int6
 		q += " AND seq <= ?"
 		args = append(args, to)
 	}
-	args = append(args, verifyChunk)
+	args = append(args, page)
 	ch.err = s.readTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, s.d.rebind(q+" ORDER BY seq LIMIT ?"), args...)
 		if err != nil {
@@ -546,7 +564,7 @@ func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int6
 		if err := rows.Err(); err != nil {
 			return unavailable("audit events", err)
 		}
-		ch.last = len(ch.recs) < verifyChunk
+		ch.last = len(ch.recs) < page
 		if len(ch.recs) == 0 {
 			return nil
 		}

@@ -515,7 +515,7 @@ func TestVerifyFindsGapsAcrossPagesAndOrphanIndexRows(t *testing.T) {
 	}
 	tr := &trail{dir: dir, vault: v}
 	st := tr.open(t, filepath.Join(dir, "base.db"), "a")
-	evs := make([]audit.Event, 4200)
+	evs := make([]audit.Event, 210)
 	for i := range evs {
 		evs[i] = audit.Event{PrincipalKind: "user", PrincipalID: "u", Action: "read", Outcome: audit.OK, Students: []string{fmt.Sprint("s", i%10)}}
 	}
@@ -530,14 +530,14 @@ func TestVerifyFindsGapsAcrossPagesAndOrphanIndexRows(t *testing.T) {
 		stmts   []string
 		wantSeq int64
 	}{
-		{"a gap running to the end of the first page (no checkpoint to help)", []string{"DELETE FROM audit_events WHERE seq BETWEEN 4000 AND 4096", "DELETE FROM audit_checkpoints"}, 4000},
-		{"tail events deleted, their index rows left", []string{"DELETE FROM audit_events WHERE seq > 4190"}, 4191},
+		{"a gap running to the end of the first page (no checkpoint to help)", []string{"DELETE FROM audit_events WHERE seq BETWEEN 60 AND 64", "DELETE FROM audit_checkpoints"}, 60},
+		{"tail events deleted, their index rows left", []string{"DELETE FROM audit_events WHERE seq > 200"}, 201},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := tr.tampered(t, c.stmts...)
 			s := tr.open(t, path, "verifier")
 			defer s.Close()
-			_, err := s.Verify(context.Background(), sqlstore.VerifyOptions{})
+			_, err := s.Verify(context.Background(), sqlstore.VerifyOptions{PageSize: 64})
 			var b *audit.Break
 			if !errors.As(err, &b) || b.Seq != c.wantSeq {
 				t.Fatalf("got %v, want a break at %d", err, c.wantSeq)
