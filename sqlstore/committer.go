@@ -64,7 +64,11 @@ type committer struct {
 
 	reqs chan *commitReq
 	quit chan struct{}
-	wg   sync.WaitGroup
+	// mu guards closed: Write enqueues under the read lock, stop sets closed under the
+	// write lock, so no request is enqueued after the committer has drained its queue.
+	mu     sync.RWMutex
+	closed bool
+	wg     sync.WaitGroup
 
 	maxBatch int
 
@@ -122,6 +126,9 @@ func (c *committer) readHead(ctx context.Context, tx *sql.Tx) error {
 }
 
 func (c *committer) stop() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	close(c.quit)
 	c.wg.Wait()
 }
@@ -136,20 +143,22 @@ func (s *Store) Write(ctx context.Context, fn func(context.Context, *Tx) error, 
 		return nil // benchmarks only: see Options.NoAuditForBenchmarks
 	}
 	r := &commitReq{ctx: ctx, fn: fn, events: events, done: make(chan error, 1)}
-	select {
-	case s.commit.reqs <- r:
-	case <-s.commit.quit:
+	c := s.commit
+	// The read lock is held while enqueueing so that stop cannot slip in between the
+	// check and the send: whatever was enqueued before stop is drained and answered.
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
 		return ErrClosed
+	}
+	select {
+	case c.reqs <- r:
+		c.mu.RUnlock()
 	case <-ctx.Done():
+		c.mu.RUnlock()
 		return ctx.Err()
 	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-s.commit.quit:
-		// The committer finishes the batch in hand before it stops; wait for the answer.
-		return <-r.done
-	}
+	return <-r.done
 }
 
 // Audit makes events durable, then returns: reads call it before they respond.
