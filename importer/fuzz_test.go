@@ -60,27 +60,29 @@ func FuzzCSVReader(f *testing.F) {
 }
 
 // One fuzz target per file of the binding: each drives that file's row decoder.
-func FuzzDecodeOrgs(f *testing.F)                         { fuzzFile(f, "orgs") }
-func FuzzDecodeAcademicSessions(f *testing.F)             { fuzzFile(f, "academicSessions") }
-func FuzzDecodeCourses(f *testing.F)                      { fuzzFile(f, "courses") }
-func FuzzDecodeClasses(f *testing.F)                      { fuzzFile(f, "classes") }
-func FuzzDecodeUsers(f *testing.F)                        { fuzzFile(f, "users") }
-func FuzzDecodeUserProfiles(f *testing.F)                 { fuzzFile(f, "userProfiles") }
-func FuzzDecodeRoles(f *testing.F)                        { fuzzFile(f, "roles") }
-func FuzzDecodeEnrollments(f *testing.F)                  { fuzzFile(f, "enrollments") }
-func FuzzDecodeDemographics(f *testing.F)                 { fuzzFile(f, "demographics") }
-func FuzzDecodeResources(f *testing.F)                    { fuzzFile(f, "resources") }
-func FuzzDecodeClassResources(f *testing.F)               { fuzzFile(f, "classResources") }
-func FuzzDecodeCourseResources(f *testing.F)              { fuzzFile(f, "courseResources") }
-func FuzzDecodeUserResources(f *testing.F)                { fuzzFile(f, "userResources") }
-func FuzzDecodeCategories(f *testing.F)                   { fuzzFile(f, "categories") }
-func FuzzDecodeScoreScales(f *testing.F)                  { fuzzFile(f, "scoreScales") }
-func FuzzDecodeLineItems(f *testing.F)                    { fuzzFile(f, "lineItems") }
-func FuzzDecodeLineItemLearningObjectiveIds(f *testing.F) { fuzzFile(f, "lineItemLearningObjectiveIds") }
-func FuzzDecodeLineItemScoreScales(f *testing.F)          { fuzzFile(f, "lineItemScoreScales") }
-func FuzzDecodeResults(f *testing.F)                      { fuzzFile(f, "results") }
-func FuzzDecodeResultLearningObjectiveIds(f *testing.F)   { fuzzFile(f, "resultLearningObjectiveIds") }
-func FuzzDecodeResultScoreScales(f *testing.F)            { fuzzFile(f, "resultScoreScales") }
+func FuzzDecodeOrgs(f *testing.F)             { fuzzFile(f, "orgs") }
+func FuzzDecodeAcademicSessions(f *testing.F) { fuzzFile(f, "academicSessions") }
+func FuzzDecodeCourses(f *testing.F)          { fuzzFile(f, "courses") }
+func FuzzDecodeClasses(f *testing.F)          { fuzzFile(f, "classes") }
+func FuzzDecodeUsers(f *testing.F)            { fuzzFile(f, "users") }
+func FuzzDecodeUserProfiles(f *testing.F)     { fuzzFile(f, "userProfiles") }
+func FuzzDecodeRoles(f *testing.F)            { fuzzFile(f, "roles") }
+func FuzzDecodeEnrollments(f *testing.F)      { fuzzFile(f, "enrollments") }
+func FuzzDecodeDemographics(f *testing.F)     { fuzzFile(f, "demographics") }
+func FuzzDecodeResources(f *testing.F)        { fuzzFile(f, "resources") }
+func FuzzDecodeClassResources(f *testing.F)   { fuzzFile(f, "classResources") }
+func FuzzDecodeCourseResources(f *testing.F)  { fuzzFile(f, "courseResources") }
+func FuzzDecodeUserResources(f *testing.F)    { fuzzFile(f, "userResources") }
+func FuzzDecodeCategories(f *testing.F)       { fuzzFile(f, "categories") }
+func FuzzDecodeScoreScales(f *testing.F)      { fuzzFile(f, "scoreScales") }
+func FuzzDecodeLineItems(f *testing.F)        { fuzzFile(f, "lineItems") }
+func FuzzDecodeLineItemLearningObjectiveIds(f *testing.F) {
+	fuzzFile(f, "lineItemLearningObjectiveIds")
+}
+func FuzzDecodeLineItemScoreScales(f *testing.F)        { fuzzFile(f, "lineItemScoreScales") }
+func FuzzDecodeResults(f *testing.F)                    { fuzzFile(f, "results") }
+func FuzzDecodeResultLearningObjectiveIds(f *testing.F) { fuzzFile(f, "resultLearningObjectiveIds") }
+func FuzzDecodeResultScoreScales(f *testing.F)          { fuzzFile(f, "resultScoreScales") }
 
 // fuzzFile checks one file's decoder on arbitrary rows (in bulk and delta mode):
 //   - it never panics;
