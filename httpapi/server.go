@@ -48,6 +48,7 @@ type Server struct {
 	now      func() time.Time
 	jwks     []byte
 	Importer Importer
+	Students Students // documents and deletion certificates (students.go); set by main
 }
 
 // Importer runs CSV imports for POST /v1/imports (set by main when available).

@@ -186,6 +186,12 @@ func (s *Store) RotateKEK(ctx context.Context, kv KeyRotator, opt RotateOptions)
 	var rep RotateReport
 	var rot rotation
 
+	// A KEK held by a KMS (vault.ErrRemoteKEK) is rotated there: refuse before a
+	// rotation is recorded, or it would stay "running" for ever.
+	if _, _, err := kv.KEKVersions(); err != nil {
+		return rep, err
+	}
+
 	// Find the unfinished rotation, or start one. The unique index on running rows
 	// makes two concurrent starts collide rather than add two versions.
 	err := s.Write(ctx, func(ctx context.Context, tx *Tx) error {

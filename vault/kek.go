@@ -69,9 +69,17 @@ func (v *Vault) refreshKEK() (bool, error) {
 	if v.kekPath == "" {
 		return false, nil
 	}
+	// The common case, unchanged, takes no lock: wraps of concurrent imports do not queue.
+	if fi, err := os.Stat(v.kekPath); err == nil && sameFile(fi, v.local.Load().info) {
+		return false, nil
+	}
 	v.kekMu.Lock()
 	defer v.kekMu.Unlock()
 	return v.refreshLocked()
+}
+
+func sameFile(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 func (v *Vault) refreshLocked() (bool, error) {
@@ -80,7 +88,7 @@ func (v *Vault) refreshLocked() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("vault: stat KEK: %w", err)
 	}
-	if os.SameFile(fi, cur.info) && fi.Size() == cur.info.Size() && fi.ModTime().Equal(cur.info.ModTime()) {
+	if sameFile(fi, cur.info) {
 		return false, nil
 	}
 	st, err := loadLocalKEK(v.kekPath)
@@ -119,6 +127,11 @@ func (v *Vault) unwrap(wrapped, ad []byte) (*keyset.Handle, error) {
 		if h, err = keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), v.kek(), ad); err == nil {
 			return h, nil
 		}
+	}
+	if v.remoteKEK != nil {
+		// A KMS that is unreachable, throttles or denies access is not tampering: keep
+		// its reason for the log (it names no key material).
+		return nil, fmt.Errorf("%w: %v", ErrDecrypt, err)
 	}
 	return nil, ErrDecrypt
 }

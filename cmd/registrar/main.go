@@ -51,6 +51,9 @@ func commands() []command {
 		{"export", "export a OneRoster 1.2 CSV bulk package into a folder", runExport},
 		{"generate", "write a synthetic district as a OneRoster 1.2 CSV package", runGenerate},
 		{"audit", "audit trail: verify | export", runAudit},
+		{"keys", "key-encryption key: rotate (online, resumable) | status", runKeys},
+		{"students", "students purge SOURCEDID --yes: delete a student and their keys, with a signed certificate", runStudents},
+		{"certificates", "certificates verify FILE: check a deletion certificate's signature", runCertificates},
 		{"worker", "consume the inbound event streams and relay changes outbound (serve runs one too)", runWorker},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
@@ -98,7 +101,7 @@ Usage: registrar COMMAND [flags]
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Every command takes --data DIR (or REGISTRAR_DATA; default ./registrar-data).

@@ -52,6 +52,11 @@ func serve(ctx context.Context, e *env, a *app, ready func(addr string)) error {
 	}
 	defer imports.Close()
 	srv.Importer = imports
+	docs, err := openDocuments(a)
+	if err != nil {
+		return err
+	}
+	srv.Students = httpapi.Students{Documents: docs, Signer: a.vault}
 	stopWorker, err := startEmbeddedWorker(ctx, a) // single-node mode: the stream worker runs in-process (worker.go)
 	if err != nil {
 		return err
