@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -172,8 +173,12 @@ func TestDocumentsFollowTheStudent(t *testing.T) {
 				if !bytes.Equal(r.body, body) {
 					t.Fatalf("read %d bytes, want the %d stored", len(r.body), len(body))
 				}
-				if r.header.Get("Content-Type") != "application/pdf" || r.header.Get("X-Content-Type-Options") != "nosniff" || r.header.Get("Cache-Control") != "no-store" {
+				if r.header.Get("Content-Type") != "application/pdf" || r.header.Get("X-Content-Type-Options") != "nosniff" || r.header.Get("Cache-Control") != "no-store" ||
+					r.header.Get("Content-Length") != fmt.Sprint(len(body)) {
 					t.Fatalf("headers %v", r.header)
+				}
+				if _, err := http.ParseTime(r.header.Get("Last-Modified")); err != nil {
+					t.Fatalf("Last-Modified %q: %v", r.header.Get("Last-Modified"), err)
 				}
 			}
 		})

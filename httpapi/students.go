@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"registrar/audit"
 	"registrar/authz"
@@ -182,7 +183,9 @@ func (s *Server) getDocument(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Last-Modified", doc.Info.CreatedAt)
+	if t, err := time.Parse(time.RFC3339Nano, doc.Info.CreatedAt); err == nil {
+		h.Set("Last-Modified", t.UTC().Format(http.TimeFormat))
+	}
 	w.WriteHeader(http.StatusOK)
 	// WriteTo holds back the last chunk until the whole file verified: a tampered file
 	// ends the response short of its Content-Length, which the client sees as an error.
