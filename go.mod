@@ -3,8 +3,10 @@ module registrar
 go 1.26.8
 
 require (
+	github.com/aws/aws-sdk-go-v2/service/kms v1.62.6
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/tink-crypto/tink-go-awskms/v3 v3.0.0
 	github.com/tink-crypto/tink-go/v2 v2.9.0
 	modernc.org/sqlite v1.62.0
 )

@@ -205,13 +205,14 @@ func (s *Server) listDisclosures(w http.ResponseWriter, r *http.Request, rc *req
 		return
 	}
 	if !own {
-		ok, err := s.store.StudentExists(r.Context(), id)
-		if err != nil {
+		// An administrator reads only the records of students inside their own scope
+		// (a district administrator: their district), never another district's.
+		pred := records.And(rc.scope.Rows(records.User), records.Predicate{SQL: isStudent})
+		if err := s.store.Exists(r.Context(), records.User, pred, id); err != nil {
+			if records.IsNotFound(err) {
+				err = notFound
+			}
 			s.fail(w, r, rc, err)
-			return
-		}
-		if !ok {
-			s.fail(w, r, rc, notFound)
 			return
 		}
 	}

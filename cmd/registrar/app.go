@@ -68,10 +68,7 @@ func openApp(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger) 
 	}
 	a := &app{cfg: cfg, log: log}
 	var err error
-	if cfg.KEKURI != "" {
-		return nil, errors.New("--kek-uri (AWS KMS) is not available in this build yet; leave it empty to use the local keyset")
-	}
-	a.vault, err = vault.Open(vault.Options{Dir: filepath.Join(cfg.Data, "keys"), ServiceKeyset: cfg.Keyset})
+	a.vault, err = openVault(ctx, e, cfg) // the local keyset, or the AWS KMS key of --kek-uri (kms.go)
 	if err != nil {
 		return nil, err
 	}

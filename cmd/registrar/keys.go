@@ -14,15 +14,17 @@ import (
 
 func runKeys(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return &exitError{code: 2, msg: "want a subcommand: rotate | status"}
+		return &exitError{code: 2, msg: "want a subcommand: init | rotate | status"}
 	}
 	switch args[0] {
+	case "init":
+		return keysInit(ctx, e, args[1:])
 	case "rotate":
 		return keysRotate(ctx, e, args[1:])
 	case "status":
 		return keysStatus(ctx, e, args[1:])
 	}
-	return &exitError{code: 2, msg: fmt.Sprintf("unknown subcommand %q: want rotate | status", args[0])}
+	return &exitError{code: 2, msg: fmt.Sprintf("unknown subcommand %q: want init | rotate | status", args[0])}
 }
 
 // keysRotate rotates the local KEK while the server keeps serving: a new primary
