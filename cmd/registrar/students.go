@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -122,15 +121,13 @@ func runCertificates(ctx context.Context, e *env, args []string) error {
 	}
 	keys := filepath.Join(cfg.Data, "keys")
 	if cfg.KEKURI == "" {
-		// Verifying must not create keys: a new key would verify nothing.
-		if _, err := os.Stat(filepath.Join(keys, "kek.json")); err != nil {
+		// Verifying must not create keys: a new key would verify nothing. (With
+		// --kek-uri, openVault refuses a missing service keyset itself.)
+		if _, err := os.Stat(vault.LocalKEKFile(keys)); err != nil {
 			return &exitError{code: 2, msg: fmt.Sprintf("no keys in %s: give the --data of the registrar that issued the certificate", keys)}
 		}
 	}
-	if cfg.KEKURI != "" {
-		return errors.New("--kek-uri (AWS KMS) is not available in this build yet")
-	}
-	v, err := vault.Open(vault.Options{Dir: keys, ServiceKeyset: cfg.Keyset})
+	v, err := openVault(ctx, e, cfg)
 	if err != nil {
 		return err
 	}
