@@ -108,7 +108,8 @@ func EnvKeys() (plain, secret []string) {
 	return plain, secret
 }
 
-// Register adds every setting as a flag on fs. Call Load after fs.Parse.
+// Register adds every setting as a flag on fs. Call Load after fs.Parse. Settings
+// whose default is true or false are boolean flags: --tls-self-signed alone sets it.
 func Register(fs *flag.FlagSet) map[string]*string {
 	vals := make(map[string]*string, len(Settings))
 	for _, s := range Settings {
@@ -116,10 +117,29 @@ func Register(fs *flag.FlagSet) map[string]*string {
 		if s.Secret {
 			help += "; or " + s.Env + "_FILE"
 		}
-		vals[s.Name] = fs.String(s.Name, "", help)
+		v := new(string)
+		fs.Var(&textFlag{v: v, isBool: s.Default == "true" || s.Default == "false"}, s.Name, help)
+		vals[s.Name] = v
 	}
 	return vals
 }
+
+// textFlag keeps a flag's text for Load to interpret; boolean ones need no value.
+type textFlag struct {
+	v      *string
+	isBool bool
+}
+
+func (f *textFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return *f.v
+}
+
+func (f *textFlag) Set(s string) error { *f.v = s; return nil }
+
+func (f *textFlag) IsBoolFlag() bool { return f.isBool }
 
 // Load resolves every setting: a flag set on the command line wins, then the
 // environment (and *_FILE for secrets), then the default.
