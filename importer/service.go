@@ -116,9 +116,10 @@ func (s *Service) Submit(ctx context.Context, ev audit.Event, path string) (sqls
 		os.RemoveAll(path)
 		return j.ImportJob, err
 	}
+	queued := j.ImportJob // the worker owns j once it is queued
 	select {
 	case s.queue <- j:
-		return j.ImportJob, nil
+		return queued, nil
 	case <-s.closed:
 	default:
 	}
