@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
@@ -109,7 +110,13 @@ func (w *writer) run(ctx context.Context, tx *sqlstore.Tx) error {
 	return tx.EndImport(ctx)
 }
 
-func (w *writer) student(id string) { w.students[id] = struct{}{} }
+// student records a student whose records the import changes. The id is copied: it
+// is a slice of a CSV line, which it would otherwise keep in memory.
+func (w *writer) student(id string) {
+	if _, ok := w.students[id]; !ok {
+		w.students[strings.Clone(id)] = struct{}{}
+	}
+}
 
 // recheckRefs checks, inside the transaction, that the stored objects pass 1 found
 // for references are still there.

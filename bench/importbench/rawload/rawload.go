@@ -28,12 +28,13 @@ import (
 
 	"registrar/importer"
 	"registrar/records"
+	"registrar/sqlstore"
 )
 
 // Load inserts the rows of the package folder dir into the SQLite database at db,
 // whose schema the store has created. It returns the number of rows inserted.
 func Load(ctx context.Context, dir, db string) (int, error) {
-	conn, err := sql.Open("sqlite", "file:"+db+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_pragma=cache_size(-65536)&_txlock=immediate")
+	conn, err := sql.Open("sqlite", fmt.Sprintf("file:%s?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_pragma=cache_size(-%d)&_txlock=immediate", db, sqlstore.ImportCacheKiB))
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,166 @@
+// Command importbench measures `registrar import` against a raw baseline on one
+// generated district, in one run:
+//
+//	go run ./bench/importbench                      # 100,000 students, rostering files
+//	go run ./bench/importbench -students 10000 -gradebook
+//
+// It generates the package (registrar/gen), builds cmd/registrar, and then runs two
+// child processes, each on a fresh data folder: `registrar import` of the package, and
+// the raw baseline (rawload: the same rows, one prepared INSERT each, one transaction,
+// no validation, encryption, change log or audit). It prints rows/s of both, their
+// ratio, and the peak resident memory (VmHWM) of each child.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"registrar/bench/importbench/rawload"
+	"registrar/gen"
+	"registrar/sqlstore"
+	"registrar/vault"
+)
+
+func main() {
+	students := flag.Int("students", 100000, "students in the generated district")
+	gradebook := flag.Bool("gradebook", false, "include line items and results (about 4x the rows)")
+	work := flag.String("dir", "", "working folder (default: a temporary one, removed at the end)")
+	child := flag.String("child", "", "internal: run the raw baseline in this process")
+	pkg := flag.String("pkg", "", "internal: the package folder")
+	db := flag.String("db", "", "internal: the database file")
+	flag.Parse()
+	if *child == "raw" {
+		if err := rawChild(*pkg, *db); err != nil {
+			fmt.Fprintln(os.Stderr, "raw baseline:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*students, *gradebook, *work); err != nil {
+		fmt.Fprintln(os.Stderr, "importbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(students int, gradebook bool, work string) error {
+	ctx := context.Background()
+	if work == "" {
+		d, err := os.MkdirTemp("", "importbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		work = d
+	}
+	cfg := gen.Defaults(students)
+	if !gradebook {
+		cfg.LineItemsPerClass = 0
+	}
+	pkg := filepath.Join(work, "package")
+	t0 := time.Now()
+	sum, err := gen.WriteCSV(ctx, pkg, cfg)
+	if err != nil {
+		return err
+	}
+	rows := 0
+	for _, n := range sum.Counts {
+		rows += n
+	}
+	fmt.Printf("package: %d students, %d rows in %d files (generated in %s)\n", students, rows, len(sum.Counts), time.Since(t0).Round(time.Millisecond))
+
+	bin := filepath.Join(work, "registrar")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/registrar").CombinedOutput(); err != nil {
+		return fmt.Errorf("build registrar (run from the module root): %v\n%s", err, out)
+	}
+	imp, err := measure(exec.Command(bin, "import", "--data", filepath.Join(work, "data"), "--progress", "none", "--log-level", "error", pkg))
+	if err != nil {
+		return fmt.Errorf("registrar import: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	rawDB := filepath.Join(work, "raw", "registrar.db")
+	if err := schema(ctx, filepath.Dir(rawDB)); err != nil {
+		return err
+	}
+	raw, err := measure(exec.Command(self, "-child", "raw", "-pkg", pkg, "-db", rawDB))
+	if err != nil {
+		return fmt.Errorf("raw baseline: %w", err)
+	}
+	ir, rr := float64(rows)/imp.wall.Seconds(), float64(rows)/raw.wall.Seconds()
+	fmt.Printf("registrar import: %8.0f rows/s  (%s, peak RSS %d MiB)\n", ir, imp.wall.Round(time.Millisecond), imp.maxRSS>>10)
+	fmt.Printf("raw baseline:     %8.0f rows/s  (%s, peak RSS %d MiB)\n", rr, raw.wall.Round(time.Millisecond), raw.maxRSS>>10)
+	fmt.Printf("ratio import/raw: %.2f   (target >= 0.50; peak RSS target < 256 MiB)\n", ir/rr)
+	return nil
+}
+
+type result struct {
+	wall   time.Duration
+	maxRSS int64 // KiB: the child's VmHWM, as getrusage reports it
+}
+
+func measure(cmd *exec.Cmd) (result, error) {
+	cmd.Stderr = os.Stderr
+	t0 := time.Now()
+	out, err := cmd.Output()
+	wall := time.Since(t0)
+	if err != nil {
+		return result{}, fmt.Errorf("%v\n%s", err, out)
+	}
+	r := result{wall: wall}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss
+	}
+	// The raw child also reports VmHWM itself; prefer it when present.
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM-KiB "); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				r.maxRSS = n
+			}
+		}
+	}
+	return r, nil
+}
+
+// schema creates an empty database with registrar's tables.
+func schema(ctx context.Context, dir string) error {
+	v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys")})
+	if err != nil {
+		return err
+	}
+	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: filepath.Join(dir, "registrar.db"), Chain: "raw", Vault: v, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+func rawChild(pkg, db string) error {
+	n, err := rawload.Load(context.Background(), pkg, db)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rows %d\n", n)
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil // not Linux: the parent uses getrusage
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			fmt.Printf("VmHWM-KiB %s\n", strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return nil
+}
