@@ -480,7 +480,7 @@ func (d *rowDecoder) child() sqlstore.ChildRow {
 	var item any
 	switch cf.kind {
 	case kRoles:
-		row.Key = vals["orgSourcedId"] + "\x00" + vals["role"]
+		row.Key = vals["orgSourcedId"] + keySep + vals["role"]
 		item = records.Role{RoleType: vals["roleType"], Role: vals["role"], Org: vals["orgSourcedId"], UserProfile: vals["userProfileSourcedId"],
 			BeginDate: vals["beginDate"], EndDate: vals["endDate"]}
 	case kProfiles:
@@ -491,7 +491,7 @@ func (d *rowDecoder) child() sqlstore.ChildRow {
 		row.Key = vals["resourceSourcedId"]
 		item = row.Key
 	case kLineItemLOs, kResultLOs:
-		row.Key = vals["source"] + "\x00" + vals["learningObjectiveId"]
+		row.Key = vals["source"] + keySep + vals["learningObjectiveId"]
 		lo := loItem{Source: vals["source"], ID: vals["learningObjectiveId"], TextScore: vals["textScore"]}
 		if s, ok := vals["score"]; ok {
 			f, _ := strconv.ParseFloat(s, 64) // checked by checkCell
@@ -505,6 +505,10 @@ func (d *rowDecoder) child() sqlstore.ChildRow {
 	row.Payload = b
 	return row
 }
+
+// keySep joins the parts of a child entry's key. sourcedIds hold no control
+// characters (records.ValidID), and PostgreSQL text cannot hold a NUL.
+const keySep = "\x1f"
 
 // entry is one keyed part of an owner's field (one role, one resource reference).
 type entry struct {
@@ -520,7 +524,7 @@ func childEntries(cf *childFile, v any) ([]entry, error) {
 		roles, _ := v.([]records.Role)
 		for _, r := range roles {
 			b, _ := json.Marshal(r)
-			out = append(out, entry{r.Org + "\x00" + r.Role, b})
+			out = append(out, entry{r.Org + keySep + r.Role, b})
 		}
 	case kProfiles:
 		raw, _ := v.(json.RawMessage)
@@ -561,7 +565,7 @@ func childEntries(cf *childFile, v any) ([]entry, error) {
 			if cf.kind == kLineItemLOs {
 				for _, id := range g.IDs {
 					b, _ := json.Marshal(loItem{Source: g.Source, ID: id})
-					out = append(out, entry{g.Source + "\x00" + id, b})
+					out = append(out, entry{g.Source + keySep + id, b})
 				}
 				continue
 			}
@@ -572,7 +576,7 @@ func childEntries(cf *childFile, v any) ([]entry, error) {
 				}
 				lo.Source = g.Source
 				b, _ := json.Marshal(lo)
-				out = append(out, entry{g.Source + "\x00" + lo.ID, b})
+				out = append(out, entry{g.Source + keySep + lo.ID, b})
 			}
 		}
 	case kSingleRef:

@@ -221,7 +221,7 @@ func (b *Bulk) Flush(ctx context.Context) error {
 		for i, it := range items {
 			rows[i] = []any{b.opt.Seen, it.Obj.ID()}
 		}
-		if err := b.execRows(ctx, "INSERT OR IGNORE INTO temp.imp_seen (ent, id) VALUES ", "(?, ?)", "", rows); err != nil {
+		if err := b.execRows(ctx, t.insertIgnore("imp_seen (ent, id)"), "(?, ?)", t.onConflictIgnore(), rows); err != nil {
 			return unavailable("track import", err)
 		}
 	}
@@ -274,8 +274,9 @@ func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error
 		}
 	}
 	ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(b.cols)), ", ") + ")"
-	insert := "INSERT INTO " + e.Table + " (" + strings.Join(b.cols, ", ") + ") VALUES "
-	if n, err := b.execCount(ctx, "INSERT OR IGNORE"+strings.TrimPrefix(insert, "INSERT"), ph, "", created); err != nil {
+	into := e.Table + " (" + strings.Join(b.cols, ", ") + ")"
+	insert := "INSERT INTO " + into + " VALUES "
+	if n, err := b.execCount(ctx, t.insertIgnore(into), ph, t.onConflictIgnore(), created); err != nil {
 		return unavailable("bulk put "+e.Name, err)
 	} else if n != int64(len(created)) {
 		return &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("bulk put %s: %d of %d new rows written", e.Name, n, len(created))}
@@ -307,7 +308,7 @@ func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error
 					links = append(links, []any{it.Obj.ID(), ord, ref})
 				}
 			}
-			if err := b.execAll(ctx, "INSERT OR IGNORE INTO "+f.Link+" (owner_id, ord, ref_id) VALUES ", "(?, ?, ?)", links); err != nil {
+			if err := b.execAll(ctx, t.insertIgnore(f.Link+" (owner_id, ord, ref_id)"), "(?, ?, ?)", links); err != nil {
 				return unavailable("bulk put links", err)
 			}
 		case records.KRoles:
@@ -321,7 +322,7 @@ func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error
 					roles = append(roles, []any{it.Obj.ID(), ord, r.RoleType, r.Role, r.Org, nullIfEmpty(r.BeginDate), nullIfEmpty(r.EndDate)})
 				}
 			}
-			if err := b.execAll(ctx, "INSERT OR IGNORE INTO user_roles (user_id, ord, role_type, role, org_id, begin_date, end_date) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", roles); err != nil {
+			if err := b.execAll(ctx, t.insertIgnore("user_roles (user_id, ord, role_type, role, org_id, begin_date, end_date)"), "(?, ?, ?, ?, ?, ?, ?)", roles); err != nil {
 				return unavailable("bulk put roles", err)
 			}
 		}
@@ -330,7 +331,7 @@ func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error
 	for i, it := range changed {
 		log[i] = []any{e.Name, it.Obj.ID(), "upsert", now}
 	}
-	if err := b.execAll(ctx, "INSERT OR IGNORE INTO changes (entity, sourced_id, op, time) VALUES ", "(?, ?, ?, ?)", log); err != nil {
+	if err := b.execAll(ctx, t.insertIgnore("changes (entity, sourced_id, op, time)"), "(?, ?, ?, ?)", log); err != nil {
 		return unavailable("log change", err)
 	}
 	if b.opt.Student != nil {
@@ -370,7 +371,7 @@ func (b *Bulk) execRows(ctx context.Context, prefix, rowPH, suffix string, rows 
 // would be a bug, reported as such.
 func execAll(ctx context.Context, t *Tx, cache map[string]*sql.Stmt, prefix, rowPH string, rows [][]any) error {
 	var n int64
-	if err := execRowsN(ctx, t, cache, prefix, rowPH, "", rows, &n); err != nil {
+	if err := execRowsN(ctx, t, cache, prefix, rowPH, t.onConflictIgnore(), rows, &n); err != nil {
 		return err
 	}
 	if n != int64(len(rows)) {
@@ -381,6 +382,24 @@ func execAll(ctx context.Context, t *Tx, cache map[string]*sql.Stmt, prefix, row
 
 func (b *Bulk) execAll(ctx context.Context, prefix, rowPH string, rows [][]any) error {
 	return execAll(ctx, b.t, b.stmts, prefix, rowPH, rows)
+}
+
+// insertIgnore starts a multi-row insert into table (with its column list) that skips
+// rows that conflict: INSERT OR IGNORE on SQLite, finished by onConflictIgnore on
+// PostgreSQL. On SQLite it is also a statement that cannot abort halfway, so SQLite
+// keeps no statement journal for it.
+func (t *Tx) insertIgnore(into string) string {
+	if t.s.d.name() == "sqlite" {
+		return "INSERT OR IGNORE INTO " + into + " VALUES "
+	}
+	return "INSERT INTO " + into + " VALUES "
+}
+
+func (t *Tx) onConflictIgnore() string {
+	if t.s.d.name() == "sqlite" {
+		return ""
+	}
+	return " ON CONFLICT DO NOTHING"
 }
 
 // execCount is execRows returning the number of rows the statements changed.
@@ -533,7 +552,7 @@ func (t *Tx) subjectKeys(ctx context.Context, subjects []string) (map[string][]b
 		keys[s] = w
 		created = append(created, []any{s, w, now})
 	}
-	if err := execAll(ctx, t, nil, "INSERT OR IGNORE INTO subject_keys (subject_id, wrapped, created_at) VALUES ", "(?, ?, ?)", created); err != nil {
+	if err := execAll(ctx, t, nil, t.insertIgnore("subject_keys (subject_id, wrapped, created_at)"), "(?, ?, ?)", created); err != nil {
 		return nil, unavailable("store data keys", err)
 	}
 	return keys, nil
@@ -699,19 +718,19 @@ func studentSQL(e *records.Entity) string {
 // of another entity (roles.csv into users). They vanish with a rollback; EndImport
 // drops them before the commit.
 func (t *Tx) BeginImport(ctx context.Context) error {
+	stmts := []string{"DROP TABLE IF EXISTS imp_seen", "DROP TABLE IF EXISTS imp_child"}
 	wr := ""
 	if t.s.d.name() == "sqlite" {
-		wr = " WITHOUT ROWID"
-	}
-	for _, q := range []string{
 		// A million-row transaction does not fit SQLite's default 2 MiB page cache: pages
 		// spill to the WAL and are read back. The writer keeps this cache afterwards.
-		fmt.Sprintf("PRAGMA cache_size = -%d", ImportCacheKiB),
-		"DROP TABLE IF EXISTS temp.imp_seen",
-		"DROP TABLE IF EXISTS temp.imp_child",
-		"CREATE TEMP TABLE imp_seen (ent TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (ent, id))" + wr,
-		"CREATE TEMP TABLE imp_child (kind TEXT NOT NULL, owner TEXT NOT NULL, line INTEGER NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, date TEXT NOT NULL, payload BLOB, PRIMARY KEY (kind, owner, line))" + wr,
-	} {
+		stmts = append([]string{fmt.Sprintf("PRAGMA cache_size = -%d", ImportCacheKiB)}, stmts...)
+		wr = " WITHOUT ROWID"
+	}
+	stmts = append(stmts,
+		t.s.d.ddl("CREATE TEMP TABLE imp_seen (ent TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (ent, id))"+wr),
+		t.s.d.ddl("CREATE TEMP TABLE imp_child (kind TEXT NOT NULL, owner TEXT NOT NULL, line {{bigint}} NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, date TEXT NOT NULL, payload {{blob}}, PRIMARY KEY (kind, owner, line))"+wr),
+	)
+	for _, q := range stmts {
 		if _, err := t.exec(ctx, q); err != nil {
 			return unavailable("begin import", err)
 		}
@@ -721,7 +740,7 @@ func (t *Tx) BeginImport(ctx context.Context) error {
 
 // EndImport drops the import's temporary tables.
 func (t *Tx) EndImport(ctx context.Context) error {
-	for _, q := range []string{"DROP TABLE IF EXISTS temp.imp_seen", "DROP TABLE IF EXISTS temp.imp_child"} {
+	for _, q := range []string{"DROP TABLE IF EXISTS imp_seen", "DROP TABLE IF EXISTS imp_child"} {
 		if _, err := t.exec(ctx, q); err != nil {
 			return unavailable("end import", err)
 		}
@@ -763,7 +782,7 @@ func (s *Stager) Add(ctx context.Context, r ChildRow) error {
 
 // Flush writes the queued rows.
 func (s *Stager) Flush(ctx context.Context) error {
-	err := execAll(ctx, s.t, s.stmts, "INSERT OR IGNORE INTO temp.imp_child (kind, owner, line, key, status, date, payload) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", s.rows)
+	err := execAll(ctx, s.t, s.stmts, s.t.insertIgnore("imp_child (kind, owner, line, key, status, date, payload)"), "(?, ?, ?, ?, ?, ?, ?)", s.rows)
 	s.rows = s.rows[:0]
 	if err != nil {
 		return unavailable("stage rows", err)
@@ -787,7 +806,7 @@ func (t *Tx) StagedRows(ctx context.Context, kind string, owners []string) (map[
 		for _, o := range owners[:n] {
 			args = append(args, o)
 		}
-		rows, err := t.query(ctx, "SELECT owner, line, key, status, date, payload FROM temp.imp_child WHERE kind = ? AND owner IN "+placeholders(n)+" ORDER BY owner, line", args...)
+		rows, err := t.query(ctx, "SELECT owner, line, key, status, date, payload FROM imp_child WHERE kind = ? AND owner IN "+placeholders(n)+" ORDER BY owner, line", args...)
 		if err != nil {
 			return nil, unavailable("read staged rows", err)
 		}
@@ -817,8 +836,8 @@ func (t *Tx) StagedOwners(ctx context.Context, kinds []string, seen, after strin
 		args = append(args, k)
 	}
 	args = append(args, seen, after, limit)
-	rows, err := t.query(ctx, "SELECT DISTINCT c.owner FROM temp.imp_child c WHERE c.kind IN "+placeholders(len(kinds))+
-		" AND NOT EXISTS (SELECT 1 FROM temp.imp_seen s WHERE s.ent = ? AND s.id = c.owner) AND c.owner > ? ORDER BY c.owner LIMIT ?", args...)
+	rows, err := t.query(ctx, "SELECT DISTINCT c.owner FROM imp_child c WHERE c.kind IN "+placeholders(len(kinds))+
+		" AND NOT EXISTS (SELECT 1 FROM imp_seen s WHERE s.ent = ? AND s.id = c.owner) AND c.owner > ? ORDER BY c.owner LIMIT ?", args...)
 	if err != nil {
 		return nil, unavailable("read staged owners", err)
 	}
@@ -842,14 +861,14 @@ func (t *Tx) MarkAbsent(ctx context.Context, e *records.Entity, seen string, stu
 	// Every seen id is a row of the table: when the counts agree, nothing is absent,
 	// and the scan below is not needed.
 	var rows, seenRows int64
-	if err := t.queryRow(ctx, "SELECT (SELECT COUNT(*) FROM "+e.Table+"), (SELECT COUNT(*) FROM temp.imp_seen WHERE ent = ?)", seen).Scan(&rows, &seenRows); err != nil {
+	if err := t.queryRow(ctx, "SELECT (SELECT COUNT(*) FROM "+e.Table+"), (SELECT COUNT(*) FROM imp_seen WHERE ent = ?)", seen).Scan(&rows, &seenRows); err != nil {
 		return 0, unavailable("mark absent", err)
 	}
 	if rows == seenRows {
 		return 0, nil
 	}
 	now := records.FormatDateTime(t.now)
-	cond := " WHERE t.status <> 'tobedeleted' AND NOT EXISTS (SELECT 1 FROM temp.imp_seen s WHERE s.ent = ? AND s.id = t.sourced_id)"
+	cond := " WHERE t.status <> 'tobedeleted' AND NOT EXISTS (SELECT 1 FROM imp_seen s WHERE s.ent = ? AND s.id = t.sourced_id)"
 	if st := studentSQL(e); st != "" && student != nil {
 		rows, err := t.query(ctx, "SELECT DISTINCT "+st+" FROM "+e.Table+" t"+cond+" AND "+st+" IS NOT NULL", seen)
 		if err != nil {
@@ -869,7 +888,7 @@ func (t *Tx) MarkAbsent(ctx context.Context, e *records.Entity, seen string, stu
 			return 0, unavailable("mark absent", err)
 		}
 	}
-	if _, err := t.exec(ctx, "INSERT INTO changes (entity, sourced_id, op, time) SELECT ?, t.sourced_id, 'upsert', ? FROM "+e.Table+" t"+cond+" ORDER BY t.sourced_id", e.Name, now, seen); err != nil {
+	if _, err := t.exec(ctx, "INSERT INTO changes (entity, sourced_id, op, time) SELECT CAST(? AS TEXT), t.sourced_id, 'upsert', CAST(? AS TEXT) FROM "+e.Table+" t"+cond+" ORDER BY t.sourced_id", e.Name, now, seen); err != nil {
 		return 0, unavailable("mark absent", err)
 	}
 	res, err := t.exec(ctx, "UPDATE "+e.Table+" AS t SET status = 'tobedeleted', date_last_modified = ?"+cond, now, seen)
@@ -1044,11 +1063,13 @@ func (sn *Snapshot) Each(ctx context.Context, q Query, fn func(records.Object) e
 // MetadataKeys returns the top-level keys of the metadata objects of e's objects
 // within scope, sorted.
 func (sn *Snapshot) MetadataKeys(ctx context.Context, e *records.Entity, scope records.Predicate) ([]string, error) {
-	if sn.s.d.name() != "sqlite" {
-		return nil, errors.New("sqlstore: metadata keys: only SQLite in this build")
+	from, cond := e.Table+" t, json_each(t.metadata) j", "t.metadata IS NOT NULL AND json_valid(t.metadata) AND json_type(t.metadata) = 'object'"
+	if sn.s.d.name() == "postgres" {
+		from = e.Table + " t CROSS JOIN LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(t.metadata::jsonb) = 'object' THEN t.metadata::jsonb ELSE '{}'::jsonb END) AS j(key)"
+		cond = "t.metadata IS NOT NULL"
 	}
-	where := records.And(records.Predicate{SQL: "t.metadata IS NOT NULL AND json_valid(t.metadata) AND json_type(t.metadata) = 'object'"}, scope)
-	rows, err := sn.tx.QueryContext(ctx, "SELECT DISTINCT j.key FROM "+e.Table+" t, json_each(t.metadata) j WHERE "+where.SQL+" ORDER BY 1", where.Args...)
+	where := records.And(records.Predicate{SQL: cond}, scope)
+	rows, err := sn.tx.QueryContext(ctx, sn.s.d.rebind("SELECT DISTINCT j.key FROM "+from+" WHERE "+where.SQL+" ORDER BY 1"), where.Args...)
 	if err != nil {
 		return nil, unavailable("metadata keys", err)
 	}
