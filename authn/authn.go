@@ -18,7 +18,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -51,6 +53,16 @@ type Authenticator struct {
 	ttl      time.Duration
 	now      func() time.Time
 	oidc     *OIDC
+
+	verified    Verified // optional: claims of local tokens already verified
+	verifiedTTL time.Duration
+	keysetID    string // fingerprint of the verifying keyset, part of every cache key
+}
+
+// Verified is a cache of verified token claims (package cache implements it).
+type Verified interface {
+	Get(ctx context.Context, key string) ([]byte, bool, error)
+	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
 }
 
 // New builds an Authenticator over the vault's JWT key. oidc may be nil.
@@ -59,7 +71,85 @@ func New(c Clients, v *vault.Vault, ttl time.Duration, oidc *OIDC) (*Authenticat
 	if err != nil {
 		return nil, fmt.Errorf("authn: verifier: %w", err)
 	}
-	return &Authenticator{clients: c, signer: v.JWTSigner(), verifier: ver, ttl: ttl, now: time.Now, oidc: oidc}, nil
+	jwks, err := jwt.JWKSetFromPublicKeysetHandle(v.JWTPublic())
+	if err != nil {
+		return nil, fmt.Errorf("authn: public keyset: %w", err)
+	}
+	fp := sha256.Sum256(jwks)
+	return &Authenticator{clients: c, signer: v.JWTSigner(), verifier: ver, ttl: ttl, now: time.Now, oidc: oidc, keysetID: hex.EncodeToString(fp[:8])}, nil
+}
+
+// SetVerifiedCache makes the authenticator remember, for at most ttl and never past
+// a token's expiry, the claims of local tokens whose signature it verified, keyed by
+// a hash of the token and of the verifying keyset: a repeated token skips the ECDSA
+// verification. Everything checked against the store (a client's revocation, scopes
+// and orgs) is still checked on every request. Call before serving.
+func (a *Authenticator) SetVerifiedCache(c Verified, ttl time.Duration) {
+	a.verified, a.verifiedTTL = c, ttl
+}
+
+// notLocal is a token that is not a valid local token (it may be an OIDC token).
+type notLocal struct{ reason string }
+
+func (e *notLocal) Error() string { return e.reason }
+
+// localClaims are what Authenticate uses of a verified local token.
+type localClaims struct {
+	Sub   string `json:"s"`
+	Scope string `json:"c,omitempty"`
+	Exp   int64  `json:"e"`           // Unix seconds
+	Nbf   int64  `json:"n,omitempty"` // Unix seconds; 0: none
+}
+
+// usable reports whether the claims' validity window holds now (as Tink's validator
+// without clock skew: expired at exp, not yet valid before nbf).
+func (c localClaims) usable(now time.Time) bool {
+	return c.Sub != "" && now.Unix() < c.Exp && (c.Nbf == 0 || now.Unix() >= c.Nbf)
+}
+
+// verifyLocal verifies a token of the local issuer, through the cache when set.
+func (a *Authenticator) verifyLocal(ctx context.Context, token string) (localClaims, error) {
+	now := a.now()
+	var key string
+	if a.verified != nil {
+		h := sha256.Sum256([]byte("registrar/authn/verified/v1\x00" + a.keysetID + "\x00" + token))
+		key = "registrar:v1:tok:" + hex.EncodeToString(h[:])
+		if b, ok, _ := a.verified.Get(ctx, key); ok { // an error is a miss: verify
+			var c localClaims
+			if json.Unmarshal(b, &c) == nil && c.usable(now) {
+				return c, nil
+			}
+		}
+	}
+	iss, aud := LocalIssuer, LocalAudience
+	val, err := jwt.NewValidator(&jwt.ValidatorOpts{ExpectedIssuer: &iss, ExpectedAudience: &aud, FixedNow: now})
+	if err != nil {
+		return localClaims{}, fmt.Errorf("authn: validator: %w", err)
+	}
+	vt, err := a.verifier.VerifyAndDecode(token, val)
+	if err != nil {
+		return localClaims{}, &notLocal{"token does not verify: " + err.Error()}
+	}
+	sub, err := vt.Subject()
+	if err != nil {
+		return localClaims{}, &ErrUnauthenticated{"token has no subject"}
+	}
+	c := localClaims{Sub: sub}
+	c.Scope, _ = vt.StringClaim("scope") // absent for people
+	if exp, err := vt.ExpiresAt(); err == nil {
+		c.Exp = exp.Unix()
+	}
+	if nbf, err := vt.NotBefore(); err == nil {
+		c.Nbf = nbf.Unix()
+	}
+	if a.verified != nil && c.Exp > 0 {
+		if ttl := min(a.verifiedTTL, time.Unix(c.Exp, 0).Sub(now)); ttl > 0 {
+			if b, err := json.Marshal(c); err == nil {
+				_ = a.verified.Set(ctx, key, b, ttl) // a failed write costs the next request a verification
+			}
+		}
+	}
+	return c, nil
 }
 
 // OAuthError is an RFC 6749 section 5.2 error.
@@ -165,22 +255,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*authz.
 	if token == "" {
 		return nil, &ErrUnauthenticated{"no bearer token"}
 	}
-	iss, aud := LocalIssuer, LocalAudience
-	val, err := jwt.NewValidator(&jwt.ValidatorOpts{ExpectedIssuer: &iss, ExpectedAudience: &aud, FixedNow: a.now()})
-	if err != nil {
-		return nil, fmt.Errorf("authn: validator: %w", err)
+	vt, err := a.verifyLocal(ctx, token)
+	var nl *notLocal
+	switch {
+	case errors.As(err, &nl) && a.oidc != nil:
+		return a.oidc.authenticate(ctx, token, a.clients)
+	case errors.As(err, &nl):
+		return nil, &ErrUnauthenticated{nl.reason}
+	case err != nil:
+		return nil, err
 	}
-	vt, err := a.verifier.VerifyAndDecode(token, val)
-	if err != nil {
-		if a.oidc != nil {
-			return a.oidc.authenticate(ctx, token, a.clients)
-		}
-		return nil, &ErrUnauthenticated{"token does not verify: " + err.Error()}
-	}
-	sub, err := vt.Subject()
-	if err != nil {
-		return nil, &ErrUnauthenticated{"token has no subject"}
-	}
+	sub := vt.Sub
 	switch {
 	case strings.HasPrefix(sub, "client:"):
 		c, err := a.clients.Client(ctx, strings.TrimPrefix(sub, "client:"))
@@ -193,9 +278,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*authz.
 		if c.RevokedAt != nil {
 			return nil, &ErrUnauthenticated{"client revoked"}
 		}
-		scope, _ := vt.StringClaim("scope")
 		var scopes []string
-		for _, s := range strings.Fields(scope) {
+		for _, s := range strings.Fields(vt.Scope) {
 			if slices.Contains(c.Scopes, s) { // a scope removed from the client since issue no longer counts
 				scopes = append(scopes, s)
 			}

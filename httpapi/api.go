@@ -51,6 +51,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ *reqCtx) {
 	} else {
 		checks["database"] = "ok"
 	}
+	if s.cache != nil {
+		// The service answers from the database without its cache: a failing cache
+		// shows here (and in registrar_cache_degraded) but does not take the
+		// instance out of rotation.
+		checks["cache"] = "ok"
+		if err := s.cache.Ping(r.Context()); err != nil {
+			checks["cache"] = "degraded"
+		}
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ready", false: "not ready"}[status == http.StatusOK], "checks": checks})
 }

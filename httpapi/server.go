@@ -28,6 +28,7 @@ import (
 	"registrar/audit"
 	"registrar/authn"
 	"registrar/authz"
+	"registrar/cache"
 	"registrar/oneroster"
 	"registrar/records"
 	"registrar/sqlstore"
@@ -47,6 +48,8 @@ type Server struct {
 	ready    atomic.Bool
 	now      func() time.Time
 	jwks     []byte
+	cache    cache.Cache   // nil: no cache
+	scopes   *cache.Scopes // scopes through the cache; nil without one
 	Importer Importer
 	Students Students // documents and deletion certificates (students.go); set by main
 }
@@ -63,6 +66,9 @@ type Options struct {
 	BaseURL  string
 	MaxBody  int64
 	JWKS     []byte
+	// Cache, when set, keeps resolved scopes (and shows in /readyz and /metrics);
+	// the Authenticator is given it separately for verified tokens.
+	Cache cache.Cache
 }
 
 // New builds the server and its routes.
@@ -74,6 +80,11 @@ func New(o Options) *Server {
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = 1 << 20
+	}
+	if o.Cache != nil {
+		s.cache = o.Cache
+		s.scopes = cache.NewScopes(o.Cache, o.Store, cache.NewGenerations(changeLog(o.Store), cache.RosterEntities), 0)
+		s.metrics.reg.MustRegister(cache.NewCollector(o.Cache))
 	}
 	s.routes = s.buildRoutes()
 	for _, r := range s.routes {
@@ -215,7 +226,7 @@ func (s *Server) wrap(rt *route) http.Handler {
 				return
 			}
 			rc.p = p
-			scope, err := authz.Resolve(r.Context(), s.store, p, s.now().In(s.loc))
+			scope, err := s.resolve(r.Context(), p, s.now().In(s.loc))
 			if err != nil {
 				s.fail(sw, r, rc, err)
 				return
@@ -244,6 +255,26 @@ func (s *Server) wrap(rt *route) http.Handler {
 		r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		rt.h(sw, r, rc)
 	})
+}
+
+// resolve is authz.Resolve, through the cache when there is one.
+func (s *Server) resolve(ctx context.Context, p *authz.Principal, today time.Time) (*authz.Scope, error) {
+	if s.scopes != nil {
+		return s.scopes.Resolve(ctx, p, today)
+	}
+	return authz.Resolve(ctx, s.store, p, today)
+}
+
+// changeLog reads the store's change log for the cache's roster generation.
+func changeLog(st *sqlstore.Store) cache.ChangeLog {
+	return func(ctx context.Context, after int64, limit int) ([]cache.Change, error) {
+		cs, err := st.ChangesAfter(ctx, after, limit)
+		out := make([]cache.Change, len(cs))
+		for i, c := range cs {
+			out[i] = cache.Change{ID: c.ID, Entity: c.Entity}
+		}
+		return out, err
+	}
 }
 
 func principalLabel(p *authz.Principal) string {

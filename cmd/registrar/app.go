@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"registrar/audit"
 	"registrar/authn"
+	"registrar/cache"
 	"registrar/config"
 	"registrar/sqlstore"
 	"registrar/vault"
@@ -25,6 +27,7 @@ type app struct {
 	vault *vault.Vault
 	store *sqlstore.Store
 	auth  *authn.Authenticator
+	cache cache.Cache
 	chain string
 }
 
@@ -96,10 +99,47 @@ func openApp(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger) 
 		a.store.Close()
 		return nil, err
 	}
+	if a.cache, err = openCache(cfg, a.vault, log); err != nil {
+		a.store.Close()
+		return nil, err
+	}
+	a.auth.SetVerifiedCache(a.cache, verifiedTokenTTL)
 	return a, nil
 }
 
+// verifiedTokenTTL bounds how long a verified token's claims are reused (never past
+// the token's expiry); a client's revocation is checked on every request regardless.
+const verifiedTokenTTL = 5 * time.Minute
+
+// openCache opens the cache (docs/cache.md): the in-process one, or, with
+// --redis-addr, the in-process one in front of Redis, where keys and values are
+// sealed under keys derived from the service keyset. Redis is not contacted here:
+// a server starts, degraded, while Redis is away.
+func openCache(cfg *config.Config, v *vault.Vault, log *slog.Logger) (cache.Cache, error) {
+	if cfg.RedisAddr == "" {
+		return cache.NewMemory(cache.MemoryOptions{}), nil
+	}
+	keys, err := cache.KeysFromPRF(v.BlindIndex)
+	if err != nil {
+		return nil, err
+	}
+	var tlsConf *tls.Config
+	if cfg.RedisTLS {
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	r, err := cache.NewRedis(cache.RedisOptions{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, TLS: tlsConf, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return cache.NewTiered(cache.NewMemory(cache.MemoryOptions{}), cache.NewSealed(r, keys), 0), nil
+}
+
 func (a *app) close() {
+	if a.cache != nil {
+		if err := a.cache.Close(); err != nil {
+			a.log.Error("close cache", "err", err)
+		}
+	}
 	if err := a.store.Close(); err != nil {
 		a.log.Error("close store", "err", err)
 	}

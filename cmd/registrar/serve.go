@@ -45,7 +45,7 @@ func serve(ctx context.Context, e *env, a *app, ready func(addr string)) error {
 	if err != nil {
 		return err
 	}
-	srv := httpapi.New(httpapi.Options{Store: a.store, Auth: a.auth, Logger: a.log, Location: cfg.Timezone, BaseURL: cfg.BaseURL, MaxBody: cfg.MaxBody, JWKS: jwks})
+	srv := httpapi.New(httpapi.Options{Store: a.store, Auth: a.auth, Logger: a.log, Location: cfg.Timezone, BaseURL: cfg.BaseURL, MaxBody: cfg.MaxBody, JWKS: jwks, Cache: a.cache})
 	imports, err := newImportService(ctx, a)
 	if err != nil {
 		return err
