@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"registrar/records"
@@ -68,7 +69,7 @@ const (
 
 // prepareDisclosures prepares the committer's disclosure statements on the writer.
 func (c *committer) prepareDisclosures(ctx context.Context) error {
-	if err := c.s.wstmt.prepare(ctx, c.s.d.rebind(insertDisclosure), c.s.d.rebind(selectClientParty)); err != nil {
+	if err := c.s.wstmt.prepare(ctx, c.s.d.rebind(insertDisclosure), c.s.d.rebind(insertDisclosures), c.s.d.rebind(selectClientParty)); err != nil {
 		return fmt.Errorf("sqlstore: prepare disclosure statements: %w", err)
 	}
 	return nil
@@ -89,6 +90,7 @@ func (c *committer) appendDisclosures(ctx context.Context, tx *sql.Tx, t *Tx) er
 		id, name string
 		contract sql.NullString
 	}
+	pending := make([]any, 0, disclosureChunk*disclosureArgs)
 	for i := range ds {
 		d := &ds[i]
 		if d.PartyKind == "client" && (d.PartyName == "" || d.ContractRef == "") {
@@ -121,13 +123,34 @@ func (c *committer) appendDisclosures(ctx context.Context, tx *sql.Tx, t *Tx) er
 		if d.Required {
 			required = 1
 		}
-		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertDisclosure), d.Student, at, ev.Chain, ev.Seq, d.PartyKind, d.PartyID, d.PartyName,
-			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, ev.RequestID); err != nil {
+		pending = append(pending, d.Student, at, ev.Chain, ev.Seq, d.PartyKind, d.PartyID, d.PartyName,
+			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, ev.RequestID)
+		if len(pending) == disclosureChunk*disclosureArgs {
+			if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertDisclosures), pending...); err != nil {
+				return fmt.Errorf("append disclosure: %w", err)
+			}
+			pending = pending[:0]
+		}
+	}
+	// A list read discloses up to a page of students: rows go disclosureChunk to a
+	// statement, the rest one by one.
+	for len(pending) > 0 {
+		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertDisclosure), pending[:disclosureArgs]...); err != nil {
 			return fmt.Errorf("append disclosure: %w", err)
 		}
+		pending = pending[disclosureArgs:]
 	}
 	return nil
 }
+
+const (
+	disclosureArgs  = 14
+	disclosureChunk = 16
+)
+
+// insertDisclosures inserts disclosureChunk rows at once.
+var insertDisclosures = "INSERT INTO disclosures (" + disclosureCols + ") VALUES " +
+	strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", disclosureChunk), ", ")
 
 // Disclosures returns a student's record of disclosures, newest first: at most limit
 // entries with ids below before (0: from the newest). Authorization is the caller's.
