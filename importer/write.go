@@ -196,7 +196,8 @@ func (w *writer) produceFile(ctx context.Context, fi *fileInfo, send func(chunk)
 	}
 	w.prog.startFile(fi.spec.FileName, rd.cnt)
 	d := newRowDecoder(fi, w.plan.modes[fi.spec.Name], h, rd, w.probs)
-	d.final = true
+	// Rows are validated here, on the producer's core; the writer validates again only
+	// what merging changed (fields kept from the stored object, parts from other files).
 	var sensitive bool
 	if fi.child != nil {
 		f, _ := fi.ent.Field(fi.child.field)
@@ -410,6 +411,7 @@ func (w *writer) prepare(fi *fileInfo, hasMeta bool) func(context.Context, []*sq
 		}
 		for _, it := range items {
 			var obj records.Object
+			merged := it.Kind != itemRow && it.Kind != itemDeleteAs // the row alone was validated by the producer
 			switch it.Kind {
 			case itemRow, itemDeleteAs:
 				obj = it.Obj
@@ -421,6 +423,7 @@ func (w *writer) prepare(fi *fileInfo, hasMeta bool) func(context.Context, []*sq
 						}
 						if v, ok := it.Old[f.Name]; ok {
 							obj[f.Name] = v
+							merged = true
 						}
 					}
 				}
@@ -480,6 +483,7 @@ func (w *writer) prepare(fi *fileInfo, hasMeta bool) func(context.Context, []*sq
 				if err != nil {
 					return fmt.Errorf("importer: merge %s: %w", c.spec.FileName, err)
 				}
+				merged = true
 				if v == nil {
 					delete(obj, c.child.field)
 				} else {
@@ -488,6 +492,10 @@ func (w *writer) prepare(fi *fileInfo, hasMeta bool) func(context.Context, []*sq
 			}
 			if date != "" {
 				obj["dateLastModified"] = date // the latest of the row's and its child rows' (delta) dates
+			}
+			if !merged && len(fi.children) == 0 {
+				it.Obj = obj
+				continue
 			}
 			for _, fe := range records.Validate(e, obj) {
 				file, line, col := fi.spec.FileName, int(it.Tag), fi.fieldCol[fe.Field]

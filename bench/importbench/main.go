@@ -9,14 +9,21 @@
 // the raw baseline (rawload: the same rows, one prepared INSERT each, one transaction,
 // no validation, encryption, change log or audit). It prints rows/s of both, their
 // ratio, and the peak resident memory (VmHWM) of each child.
+//
+// With -postgres URL (a server the benchmark may create databases on, e.g.
+// postgres://postgres@127.0.0.1:5432/postgres) it runs the same pair on PostgreSQL
+// too, the baseline there being one COPY per file in one transaction.
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"registrar/bench/importbench/rawload"
 	"registrar/gen"
@@ -35,24 +44,25 @@ func main() {
 	students := flag.Int("students", 100000, "students in the generated district")
 	gradebook := flag.Bool("gradebook", false, "include line items and results (about 4x the rows)")
 	work := flag.String("dir", "", "working folder (default: a temporary one, removed at the end)")
+	pgURL := flag.String("postgres", "", "also measure on PostgreSQL: a URL of a server where databases may be created")
 	child := flag.String("child", "", "internal: run the raw baseline in this process")
 	pkg := flag.String("pkg", "", "internal: the package folder")
 	db := flag.String("db", "", "internal: the database file")
 	flag.Parse()
-	if *child == "raw" {
-		if err := rawChild(*pkg, *db); err != nil {
+	if *child != "" {
+		if err := rawChild(*child, *pkg, *db); err != nil {
 			fmt.Fprintln(os.Stderr, "raw baseline:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err := run(*students, *gradebook, *work); err != nil {
+	if err := run(*students, *gradebook, *work, *pgURL); err != nil {
 		fmt.Fprintln(os.Stderr, "importbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(students int, gradebook bool, work string) error {
+func run(students int, gradebook bool, work, pgURL string) error {
 	ctx := context.Background()
 	if work == "" {
 		d, err := os.MkdirTemp("", "importbench-")
@@ -82,27 +92,98 @@ func run(students int, gradebook bool, work string) error {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/registrar").CombinedOutput(); err != nil {
 		return fmt.Errorf("build registrar (run from the module root): %v\n%s", err, out)
 	}
-	imp, err := measure(exec.Command(bin, "import", "--data", filepath.Join(work, "data"), "--progress", "none", "--log-level", "error", pkg))
-	if err != nil {
-		return fmt.Errorf("registrar import: %w", err)
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
+
+	// Both sides start from an empty schema, created outside the timing: the data
+	// folder's keys and migrations for the import, the same migrations for the baseline.
+	fmt.Println("SQLite:")
+	if _, err := measure(exec.Command(bin, "migrate", "--data", filepath.Join(work, "data"), "--log-level", "error")); err != nil {
+		return fmt.Errorf("registrar migrate: %w", err)
+	}
+	imp, err := measure(exec.Command(bin, "import", "--data", filepath.Join(work, "data"), "--progress", "none", "--log-level", "error", pkg))
+	if err != nil {
+		return fmt.Errorf("registrar import: %w", err)
+	}
 	rawDB := filepath.Join(work, "raw", "registrar.db")
-	if err := schema(ctx, filepath.Dir(rawDB)); err != nil {
+	if err := schema(ctx, sqlstore.Options{Path: rawDB}, filepath.Dir(rawDB)); err != nil {
 		return err
 	}
-	raw, err := measure(exec.Command(self, "-child", "raw", "-pkg", pkg, "-db", rawDB))
+	raw, err := measure(exec.Command(self, "-child", "sqlite", "-pkg", pkg, "-db", rawDB))
 	if err != nil {
 		return fmt.Errorf("raw baseline: %w", err)
 	}
-	ir, rr := float64(rows)/imp.wall.Seconds(), float64(rows)/raw.wall.Seconds()
-	fmt.Printf("registrar import: %8.0f rows/s  (%s, peak RSS %d MiB)\n", ir, imp.wall.Round(time.Millisecond), imp.maxRSS>>10)
-	fmt.Printf("raw baseline:     %8.0f rows/s  (%s, peak RSS %d MiB)\n", rr, raw.wall.Round(time.Millisecond), raw.maxRSS>>10)
-	fmt.Printf("ratio import/raw: %.2f   (target >= 0.50; peak RSS target < 256 MiB)\n", ir/rr)
+	report(rows, imp, raw, "prepared INSERTs")
+	if pgURL == "" {
+		return nil
+	}
+
+	fmt.Println("PostgreSQL:")
+	impURL, dropImp, err := createDatabase(ctx, pgURL)
+	if err != nil {
+		return err
+	}
+	defer dropImp()
+	if _, err := measure(exec.Command(bin, "migrate", "--data", filepath.Join(work, "pgdata"), "--database-url", impURL, "--log-level", "error")); err != nil {
+		return fmt.Errorf("registrar migrate (PostgreSQL): %w", err)
+	}
+	imp, err = measure(exec.Command(bin, "import", "--data", filepath.Join(work, "pgdata"), "--database-url", impURL, "--progress", "none", "--log-level", "error", pkg))
+	if err != nil {
+		return fmt.Errorf("registrar import (PostgreSQL): %w", err)
+	}
+	rawURL, dropRaw, err := createDatabase(ctx, pgURL)
+	if err != nil {
+		return err
+	}
+	defer dropRaw()
+	if err := schema(ctx, sqlstore.Options{URL: rawURL}, filepath.Join(work, "pgraw")); err != nil {
+		return err
+	}
+	raw, err = measure(exec.Command(self, "-child", "postgres", "-pkg", pkg, "-db", rawURL))
+	if err != nil {
+		return fmt.Errorf("raw baseline (PostgreSQL): %w", err)
+	}
+	report(rows, imp, raw, "COPY")
 	return nil
+}
+
+func report(rows int, imp, raw result, how string) {
+	ir, rr := float64(rows)/imp.wall.Seconds(), float64(rows)/raw.wall.Seconds()
+	fmt.Printf("  registrar import: %8.0f rows/s  (%s, peak RSS %d MiB)\n", ir, imp.wall.Round(time.Millisecond), imp.maxRSS>>10)
+	fmt.Printf("  raw baseline:     %8.0f rows/s  (%s, peak RSS %d MiB; %s)\n", rr, raw.wall.Round(time.Millisecond), raw.maxRSS>>10, how)
+	fmt.Printf("  ratio import/raw: %.2f   (target >= 0.50; peak RSS target < 256 MiB)\n", ir/rr)
+}
+
+// createDatabase makes a fresh database on the server at admin and returns its URL
+// and a function that drops it.
+func createDatabase(ctx context.Context, admin string) (string, func(), error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail
+	name := "importbench_" + hex.EncodeToString(b[:])
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect to %s: %w", admin, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"); err != nil {
+		return "", nil, err
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	drop := func() {
+		c, err := pgx.Connect(context.Background(), admin)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") // best effort: a benchmark database
+	}
+	return u.String(), drop, nil
 }
 
 type result struct {
@@ -134,21 +215,26 @@ func measure(cmd *exec.Cmd) (result, error) {
 	return r, nil
 }
 
-// schema creates an empty database with registrar's tables.
-func schema(ctx context.Context, dir string) error {
+// schema creates registrar's tables in the empty database o names.
+func schema(ctx context.Context, o sqlstore.Options, dir string) error {
 	v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys")})
 	if err != nil {
 		return err
 	}
-	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: filepath.Join(dir, "registrar.db"), Chain: "raw", Vault: v, Logger: slog.New(slog.DiscardHandler)})
+	o.Chain, o.Vault, o.Logger = "raw", v, slog.New(slog.DiscardHandler)
+	st, err := sqlstore.Open(ctx, o)
 	if err != nil {
 		return err
 	}
 	return st.Close()
 }
 
-func rawChild(pkg, db string) error {
-	n, err := rawload.Load(context.Background(), pkg, db)
+func rawChild(engine, pkg, db string) error {
+	load := rawload.Load
+	if engine == "postgres" {
+		load = rawload.LoadPostgres
+	}
+	n, err := load(context.Background(), pkg, db)
 	if err != nil {
 		return err
 	}

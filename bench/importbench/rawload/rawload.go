@@ -1,5 +1,6 @@
 // Package rawload is the raw baseline of the import benchmark: it puts the rows of a
-// OneRoster CSV package into registrar's own tables as fast as plain SQLite allows,
+// OneRoster CSV package into registrar's own tables as fast as the engine allows
+// (SQLite: prepared INSERTs; PostgreSQL: COPY),
 // with none of the import's work: no validation, no encryption (sensitive values go
 // into the sealed column as plain text), no link-table bookkeeping, no change log, no
 // audit, no comparison with stored rows. One prepared INSERT per CSV row, all in one
@@ -21,8 +22,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	_ "modernc.org/sqlite" // the store's driver
 
@@ -107,6 +111,10 @@ func plan(m importer.FileMapping, hdr []string, now string) (*target, error) {
 				}
 				continue
 			}
+			if f.Kind == records.KFloat {
+				add(f.Column, floatCol(col(csvCol)))
+				continue
+			}
 			add(f.Column, col(csvCol))
 		}
 		for i := range e.Fields {
@@ -149,6 +157,18 @@ func plan(m importer.FileMapping, hdr []string, now string) (*target, error) {
 		add("payload", func(rec []string, _ int) any { return strings.Join(rec, ",") })
 	}
 	return t, nil
+}
+
+// floatCol parses a number column (COPY sends typed values).
+func floatCol(f func([]string, int) any) func([]string, int) any {
+	return func(rec []string, l int) any {
+		v, _ := f(rec, l).(string)
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil
+		}
+		return x
+	}
 }
 
 func contains(l []string, s string) bool {
@@ -205,4 +225,68 @@ func loadFile(ctx context.Context, tx *sql.Tx, m importer.FileMapping, path, now
 		}
 		n++
 	}
+}
+
+// LoadPostgres is Load on PostgreSQL: the rows of each file go in with one COPY, all
+// in one transaction, into the database at url whose schema the store has created.
+func LoadPostgres(ctx context.Context, dir, url string) (int, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	now := records.FormatDateTime(time.Now())
+	total := 0
+	for _, m := range importer.Mapping() {
+		path := filepath.Join(dir, m.File+".csv")
+		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		cr := csv.NewReader(f)
+		cr.ReuseRecord = true
+		hdr, err := cr.Read()
+		if err != nil {
+			f.Close()
+			return total, fmt.Errorf("%s: %w", m.File, err)
+		}
+		t, _ := plan(m, append([]string(nil), hdr...), now)
+		if strings.HasPrefix(t.table, "raw_") {
+			if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+t.table+" (sourced_id TEXT PRIMARY KEY, owner_id TEXT, payload TEXT)"); err != nil {
+				f.Close()
+				return total, err
+			}
+		}
+		vals := make([]any, len(t.cols))
+		var rerr error
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{t.table}, t.cols, pgx.CopyFromFunc(func() ([]any, error) {
+			rec, err := cr.Read()
+			if errors.Is(err, io.EOF) {
+				return nil, nil
+			}
+			if err != nil {
+				rerr = err
+				return nil, err
+			}
+			line, _ := cr.FieldPos(0)
+			for i, from := range t.from {
+				vals[i] = from(rec, line)
+			}
+			return vals, nil
+		}))
+		f.Close()
+		if err != nil {
+			return total, fmt.Errorf("%s: %w", m.File, errors.Join(err, rerr))
+		}
+		total += int(n)
+	}
+	return total, tx.Commit(ctx)
 }
