@@ -20,6 +20,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -52,13 +53,14 @@ func main() {
 	flag.BoolVar(&o.keepTemp, "keep", false, "keep the temporary data directories")
 	sizes := flag.String("sizes", "", "comma-separated district sizes in students (default: 1000,10000,100000; --quick: 10000)")
 	flag.DurationVar(&o.dur, "duration", 0, "length of each measurement (default 20s; --quick 8s)")
+	flag.IntVar(&o.workers, "workers", 64, "concurrent clients of the closed-loop figures (the mixed workload uses twice as many)")
 	parts := flag.String("parts", "http,go,resilience", "which parts to run: http (endpoints, mixed workload, sizes), go (package benchmark pairs), resilience")
 	flag.Parse()
 	o.parts = map[string]bool{}
 	for _, p := range strings.Split(*parts, ",") {
 		o.parts[strings.TrimSpace(p)] = true
 	}
-	o.workers, o.sizes = 16, []int{1000, 10000, 100000}
+	o.sizes = []int{1000, 10000, 100000}
 	if o.dur == 0 {
 		o.dur = 20 * time.Second
 		if o.quick {
@@ -265,7 +267,11 @@ func token(ctx context.Context, base, id, secret string) (string, error) {
 type sample struct {
 	students, classes []string
 	teachers          []teacher
+	parents           []parent
 }
+
+// parent is a guardian and one young child of theirs.
+type parent struct{ id, child string }
 
 type teacher struct {
 	id, class, lineItem string
@@ -320,6 +326,22 @@ func drawSample(ctx context.Context, dbPath string) (*sample, error) {
 			return nil, err
 		}
 	}
+	// Guardians of young children (grade 05 or below: far from eligibility).
+	prow, err := db.QueryContext(ctx, `SELECT a.owner_id, a.ref_id FROM user_agents a JOIN users c ON c.sourced_id = a.ref_id
+		JOIN user_roles g ON g.user_id = a.owner_id AND g.role IN ('parent', 'guardian')
+		WHERE c.grades IN ('["KG"]', '["01"]', '["02"]', '["03"]', '["04"]', '["05"]') GROUP BY a.owner_id ORDER BY a.owner_id LIMIT 20`)
+	if err != nil {
+		return nil, err
+	}
+	for prow.Next() {
+		var p parent
+		if err := prow.Scan(&p.id, &p.child); err != nil {
+			prow.Close()
+			return nil, err
+		}
+		s.parents = append(s.parents, p)
+	}
+	prow.Close()
 	if len(s.students) == 0 || len(s.classes) == 0 || len(s.teachers) == 0 {
 		return nil, fmt.Errorf("the generated district has no students, classes or teachers with line items")
 	}
@@ -352,6 +374,14 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 			return "", err
 		}
 		teacherTokens = append(teacherTokens, strings.TrimSpace(tok))
+	}
+	var parentTokens []string
+	for _, p := range smp.parents {
+		tok, err := runCmd(ctx, d.env, bin, "tokens", "issue", "--user", p.id, "--ttl", "2h")
+		if err != nil {
+			return "", err
+		}
+		parentTokens = append(parentTokens, strings.TrimSpace(tok))
 	}
 	srv, err := startServer(ctx, bin, d.env)
 	if err != nil {
@@ -411,7 +441,7 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 		b.WriteString("\nTarget (issue 2): at least half the baseline's throughput (ratio >= 0.50).\n")
 		rep.add("Per-endpoint throughput beside a bare handler", b.String())
 
-		mixed, sustained, err := mixedWorkload(ctx, o, srv.base, tok, smp, teacherTokens)
+		mixed, sustained, err := mixedWorkload(ctx, o, srv.base, tok, smp, teacherTokens, parentTokens)
 		if err != nil {
 			return "", err
 		}
@@ -424,9 +454,9 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 func msf(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 
 // mixedWorkload: LMS roster syncs paging through classes and enrollments, teachers
-// reading rosters and posting results. Closed loop for the maximum, then open loop at
+// reading rosters and posting results, parents reading their child's record. Closed loop for the maximum, then open loop at
 // rising rates for the highest one whose p99 stays under 50 ms.
-func mixedWorkload(ctx context.Context, o options, base, lmsTok string, smp *sample, teacherTokens []string) (string, string, error) {
+func mixedWorkload(ctx context.Context, o options, base, lmsTok string, smp *sample, teacherTokens, parentTokens []string) (string, string, error) {
 	mix := load.Mix{
 		{Name: "lms: page classes", Weight: 15, Make: func(r *rand.Rand) (*http.Request, error) {
 			return authGet(fmt.Sprintf("%s%s/classes?limit=100&offset=%d", base, rost, r.IntN(len(smp.classes))), lmsTok)
@@ -449,6 +479,20 @@ func mixedWorkload(ctx context.Context, o options, base, lmsTok string, smp *sam
 			i := r.IntN(len(smp.teachers))
 			return authGet(base+grad+"/classes/"+smp.teachers[i].class+"/results", teacherTokens[i])
 		}},
+		{Name: "parent: my child's record", Weight: 5, Make: func(r *rand.Rand) (*http.Request, error) {
+			if len(smp.parents) == 0 {
+				return authGet(base+rost+"/classes/"+smp.classes[0], lmsTok)
+			}
+			i := r.IntN(len(smp.parents))
+			return authGet(base+rost+"/students/"+smp.parents[i].child, parentTokens[i])
+		}},
+		{Name: "parent: my child's results", Weight: 5, Make: func(r *rand.Rand) (*http.Request, error) {
+			if len(smp.parents) == 0 {
+				return authGet(base+rost+"/classes/"+smp.classes[0], lmsTok)
+			}
+			i := r.IntN(len(smp.parents))
+			return authGet(base+grad+"/results?filter="+url.QueryEscape("student.sourcedId='"+smp.parents[i].child+"'"), parentTokens[i])
+		}},
 		{Name: "teacher: post a result", Weight: 10, Make: func(r *rand.Rand) (*http.Request, error) {
 			i := r.IntN(len(smp.teachers))
 			t := smp.teachers[i]
@@ -466,12 +510,16 @@ func mixedWorkload(ctx context.Context, o options, base, lmsTok string, smp *sam
 	var b strings.Builder
 	fmt.Fprintf(&b, "Closed loop, %d workers, %s: **%.0f requests/s**, p50 %s, p99 %s, %d errors.\n\n", o.workers*2, o.dur, closed.Throughput, msf(closed.P50), msf(closed.P99), closed.Errors)
 	b.WriteString("| request | share | p50 | p99 | errors |\n|---|---:|---:|---:|---:|\n")
+	totalWeight := 0
+	for _, m := range mix {
+		totalWeight += m.Weight
+	}
 	for _, m := range mix {
 		nr := closed.ByName[m.Name]
 		if nr == nil {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %d%% | %s | %s | %d |\n", m.Name, m.Weight, msf(nr.P50), msf(nr.P99), nr.Errors)
+		fmt.Fprintf(&b, "| %s | %d%% | %s | %s | %d |\n", m.Name, m.Weight*100/totalWeight, msf(nr.P50), msf(nr.P99), nr.Errors)
 	}
 	// Open loop: step the rate up from a fraction of the closed-loop maximum.
 	var sb strings.Builder
