@@ -155,19 +155,33 @@ func resilience(ctx context.Context, o options, bin string, d *district, rep *re
 		return err
 	}
 	defer db.Close()
-	var missing, dupAudit int
-	for id := range acked {
-		var n, a int
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM results WHERE sourced_id = ?", id).Scan(&n); err != nil {
+	// One pass over the trail's successful result writes, then a lookup per write.
+	audited := map[string]int{}
+	rows, err := db.QueryContext(ctx, `SELECT json_extract(body, '$.resourceId'), COUNT(*) FROM audit_events
+		WHERE action = 'putResult' AND json_extract(body, '$.outcome') = 'ok' GROUP BY 1`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			rows.Close()
 			return err
 		}
-		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_events WHERE action = 'putResult' AND json_extract(body, '$.resourceId') = ? AND json_extract(body, '$.outcome') = 'ok'`, id).Scan(&a); err != nil {
+		audited[id] = n
+	}
+	rows.Close()
+	var missing, dupAudit int
+	for id := range acked {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM results WHERE sourced_id = ?", id).Scan(&n); err != nil {
 			return err
 		}
 		if n != 1 {
 			missing++
 		}
-		if a != 1 {
+		if audited[id] != 1 {
 			dupAudit++
 		}
 	}
