@@ -78,8 +78,6 @@ type rowDecoder struct {
 	probs *problems
 	// childFields are the fields of this entity file's objects filled by child files.
 	childFields map[string]bool
-	// final marks pass 2, where the writer validates each object once complete.
-	final bool
 	// per record
 	rec    []string
 	bad    []bool // columns (by spec position) with a problem in this record
@@ -374,18 +372,16 @@ func (d *rowDecoder) entity() (records.Object, int) {
 	if kind == rowDelete {
 		return records.Object{"sourcedId": id, "status": status, "dateLastModified": obj["dateLastModified"]}, kind
 	}
-	if !d.final {
-		for _, fe := range records.Validate(fi.ent, obj) {
-			col, ok := fi.fieldCol[fe.Field]
-			if d.childFields[fe.Field] && !ok {
-				continue // filled from another file: checked once merged
-			}
-			j := fi.spec.Index(col)
-			if j >= 0 && d.bad[j] {
-				continue // reported already
-			}
-			d.problem(j, "%s", fe.Message)
+	for _, fe := range records.Validate(fi.ent, obj) {
+		col, ok := fi.fieldCol[fe.Field]
+		if d.childFields[fe.Field] && !ok {
+			continue // filled from another file: checked once merged
 		}
+		j := fi.spec.Index(col)
+		if j >= 0 && d.bad[j] {
+			continue // reported already
+		}
+		d.problem(j, "%s", fe.Message)
 	}
 	return obj, kind
 }

@@ -215,6 +215,27 @@ func TestDeltaPackageAppliesUpsertsAndDeletes(t *testing.T) {
 	}
 }
 
+func TestDeltaRemovalsOfUnknownThingsAreIgnored(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	mustImport(t, st, golden("bulk"))
+	dir := t.TempDir()
+	manifest, _ := os.ReadFile(filepath.Join(golden("delta"), "manifest.csv"))
+	m := strings.NewReplacer("file.users,delta", "file.users,absent", "file.classes,delta", "file.classes,absent", "file.enrollments,delta", "file.enrollments,absent").Replace(string(manifest))
+	os.WriteFile(filepath.Join(dir, "manifest.csv"), []byte(m), 0o644)
+	os.WriteFile(filepath.Join(dir, "roles.csv"), []byte("sourcedId,status,dateLastModified,userSourcedId,roleType,role,beginDate,endDate,orgSourcedId,userProfileSourcedId\n"+
+		"r-x,tobedeleted,2026-01-10T08:00:00Z,u-nobody,primary,teacher,,,org-s1,\n"+
+		"r-y,tobedeleted,2026-01-10T08:00:00Z,u-s1,primary,teacher,,,org-s1,\n"), 0o644)
+	before := digest(t, st.db())
+	sum := mustImport(t, st, dir)
+	if sum.Created+sum.Updated+sum.Deleted != 0 {
+		t.Errorf("got %s, want nothing changed", sum.Line())
+	}
+	if digest(t, st.db()) != before {
+		t.Error("removing roles nobody has changed the store")
+	}
+}
+
 func TestBulkMarksWhatIsAbsentTobedeleted(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)

@@ -113,7 +113,6 @@ type validator struct {
 	plan  *plan
 
 	ids      map[string]hset // file -> sourcedIds (all rows)
-	keys     map[string]hset // child file -> (owner, key)
 	broken   map[string]bool // files whose rows could not be read: references into them are not checked
 	active   hset            // users.csv: users written active (must end with a role)
 	withRole hset            // roles.csv: users given a role by an active row
@@ -127,7 +126,7 @@ type validator struct {
 
 // validate runs pass 1 over the package.
 func (im *Importer) validate(ctx context.Context, pkg *Package, probs *problems, prog *progress) (*plan, error) {
-	v := &validator{imp: im, pkg: pkg, probs: probs, h: newHashing(), ids: map[string]hset{}, keys: map[string]hset{},
+	v := &validator{imp: im, pkg: pkg, probs: probs, h: newHashing(), ids: map[string]hset{},
 		broken: map[string]bool{}, found: map[string]map[hkey]bool{}, storeRefs: map[string]map[string]struct{}{},
 		selfRefs: map[string]bool{}, prog: prog}
 	v.plan = &plan{modes: map[string]string{}, rows: map[string]int{}, sums: map[string][32]byte{}, refs: map[string][]string{}, orphans: map[string]bool{}}
@@ -320,7 +319,6 @@ func (v *validator) file(ctx context.Context, fi *fileInfo) error {
 	if fi.child != nil {
 		keys.sort()
 		keys.dups(func(line, first int32) { v.probs.add(name, int(line), "", "%s", dupChildMessage(fi, first)) })
-		v.keys[fi.spec.Name] = keys
 	}
 	if v.selfRefs[fi.spec.Name] && !v.broken[fi.spec.Name] {
 		if err := v.selfRefPass(ctx, fi, h); err != nil {

@@ -47,6 +47,11 @@ type writer struct {
 	// change (for childOnly). A first load into an empty table needs neither.
 	tracked  map[string]bool
 	students map[string]struct{}
+	// empty marks the entity files whose tables had no rows when the import began;
+	// preseal those whose rows the producer seals ahead under new data keys (users, into
+	// a store where nobody has a key yet). Both are set before the producer starts.
+	empty   map[string]bool
+	preseal map[string]bool
 }
 
 func (w *writer) init() error {
@@ -72,6 +77,24 @@ func (w *writer) run(ctx context.Context, tx *sqlstore.Tx) error {
 	}
 	if err := w.recheckRefs(ctx); err != nil {
 		return err
+	}
+	w.empty, w.preseal = map[string]bool{}, map[string]bool{}
+	noKeys, err := tx.NoSubjectKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, fi := range w.plan.files {
+		if fi.entity == nil {
+			continue
+		}
+		empty, err := tx.Empty(ctx, fi.ent)
+		if err != nil {
+			return err
+		}
+		w.empty[fi.spec.Name] = empty
+		// users.csv is the first file to create keys, and a user's sealed fields come
+		// from its own row only: sealing can run on the producer's core.
+		w.preseal[fi.spec.Name] = fi.ent == records.User && empty && noKeys
 	}
 	if err := w.consume(ctx); err != nil {
 		return err
@@ -149,6 +172,7 @@ type decoded struct {
 	kind  int
 	line  int64
 	child sqlstore.ChildRow
+	pre   *sqlstore.Presealed
 }
 
 const chunkRows = 1024
@@ -245,7 +269,13 @@ func (w *writer) produceFile(ctx context.Context, fi *fileInfo, send func(chunk)
 			} else if kind == rowDeleteAs {
 				item = itemDeleteAs
 			}
-			c.rows = append(c.rows, decoded{obj: obj, kind: item, line: int64(rd.line)})
+			var pre *sqlstore.Presealed
+			if w.preseal[fi.spec.Name] && item != itemDelete {
+				if pre, err = w.im.store.Preseal(fi.ent, obj); err != nil {
+					return err
+				}
+			}
+			c.rows = append(c.rows, decoded{obj: obj, kind: item, line: int64(rd.line), pre: pre})
 		}
 		if len(c.rows) == chunkRows {
 			if !send(c) {
@@ -307,7 +337,7 @@ func (w *writer) consume(ctx context.Context) error {
 			if c.fi.child != nil {
 				err = st.Add(ctx, r.child)
 			} else {
-				err = b.Add(ctx, r.obj, r.line, r.kind)
+				err = b.AddItem(ctx, &sqlstore.BulkItem{Obj: r.obj, Tag: r.line, Kind: r.kind, Pre: r.pre})
 			}
 			if err != nil {
 				return err
@@ -339,10 +369,7 @@ func (w *writer) consume(ctx context.Context) error {
 // startEntity prepares the writer of one entity file.
 func (w *writer) startEntity(ctx context.Context, fi *fileInfo, meta bool) (*sqlstore.Bulk, error) {
 	mode := w.plan.modes[fi.spec.Name]
-	empty, err := w.tx.Empty(ctx, fi.ent)
-	if err != nil {
-		return nil, err
-	}
+	empty := w.empty[fi.spec.Name]
 	track := w.plan.orphans[fi.spec.Name] || mode == csvspec.ModeBulk && !empty
 	w.tracked[fi.spec.Name] = track
 	seen := ""
@@ -350,7 +377,7 @@ func (w *writer) startEntity(ctx context.Context, fi *fileInfo, meta bool) (*sql
 		seen = fi.spec.Name
 	}
 	return w.tx.Bulk(fi.ent, sqlstore.BulkOptions{Prepare: w.prepare(fi, meta), Done: w.done(fi), Seen: seen, Student: w.student,
-		NoneStored: empty}), nil
+		NoneStored: empty, NewSubjects: w.preseal[fi.spec.Name]}), nil
 }
 
 // childOnly updates the objects of fi's entity that child files change but fi's own
@@ -437,7 +464,10 @@ func (w *writer) prepare(fi *fileInfo, hasMeta bool) func(context.Context, []*sq
 				obj["dateLastModified"] = it.Obj["dateLastModified"]
 			case itemChildOnly:
 				if it.Old == nil {
-					return fmt.Errorf("importer: %s %s vanished during the import", e.Name, it.Obj.ID())
+					// Only tobedeleted rows can name an owner that exists nowhere (active
+					// rows' owners were checked): nothing to remove.
+					it.Skip = true
+					continue
 				}
 				obj = maps.Clone(it.Old)
 				delete(obj, "dateLastModified")

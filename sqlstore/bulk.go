@@ -54,6 +54,57 @@ type BulkItem struct {
 	// row asks for).
 	Tag  int64
 	Kind int
+	// Pre, when set, is the object's sealed part computed ahead by Preseal; it is used
+	// when the object is created under BulkOptions.NewSubjects.
+	Pre *Presealed
+}
+
+// Presealed is the sealed part of a new object's row, computed ahead of the write
+// (on another goroutine) under a new data key for its subject.
+type Presealed struct {
+	subject string
+	wrapped []byte
+	sealed  []byte            // nil when no sensitive field is set
+	bidx    map[string][]byte // blind indexes by field name
+}
+
+// Preseal creates a data key for obj's subject and seals obj's sensitive fields under
+// it, exactly as a Bulk writer would, so that the work can run beside the writer. It is
+// for objects whose subject has no stored key (see BulkOptions.NewSubjects); obj's
+// sensitive fields must not change afterwards. Safe for concurrent use.
+func (s *Store) Preseal(e *records.Entity, obj records.Object) (*Presealed, error) {
+	p := &Presealed{subject: obj.Str(e.Subject), bidx: map[string][]byte{}}
+	sealed := map[string]any{}
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		v, present := obj[f.Name]
+		if !f.Sensitive || !present {
+			continue
+		}
+		sealed[f.Name] = v
+		if str, ok := v.(string); ok && f.BlindIndex && str != "" {
+			p.bidx[f.Name] = s.vault.BlindIndex(f.Name, str)
+		}
+	}
+	if len(sealed) == 0 {
+		return p, nil
+	}
+	if p.subject == "" {
+		return nil, &records.Error{Code: records.Invalid, Message: fmt.Sprintf("%s: %s is required to protect its sensitive fields", e.Name, e.Subject)}
+	}
+	s.vault.Forget(p.subject)
+	var err error
+	if p.wrapped, err = s.vault.NewDataKey(p.subject); err != nil {
+		return nil, &records.Error{Code: records.Internal, Message: "internal error", Err: err}
+	}
+	pt, err := json.Marshal(sealed)
+	if err != nil {
+		return nil, &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("encode sealed fields: %w", err)}
+	}
+	if p.sealed, err = s.vault.SealFor(p.subject, p.wrapped, pt, vault.Binding(e.Table, "sealed", obj.ID())); err != nil {
+		return nil, &records.Error{Code: records.Internal, Message: "internal error", Err: err}
+	}
+	return p, nil
 }
 
 // BulkOptions tune a Bulk writer.
@@ -72,6 +123,10 @@ type BulkOptions struct {
 	// NoneStored says the caller knows no object of the batch is stored (the table was
 	// empty when it started, and it gives each id once): the stored objects are not read.
 	NoneStored bool
+	// NewSubjects says the caller knows no subject of these objects has a stored data
+	// key (subject_keys had none of them when it started, and each subject comes once):
+	// keys are created without looking, and presealed items (Pre) are used as they are.
+	NewSubjects bool
 	// Student, if set, is called with the student of every changed record (see
 	// StudentOf), the old and the new one; duplicates included.
 	Student func(id string)
@@ -128,6 +183,12 @@ func (t *Tx) Bulk(e *records.Entity, opt BulkOptions) *Bulk {
 
 // Add queues obj; a full batch is written at once.
 func (b *Bulk) Add(ctx context.Context, obj records.Object, tag int64, kind int) error {
+	return b.AddItem(ctx, &BulkItem{Obj: obj, Tag: tag, Kind: kind})
+}
+
+// AddItem queues an item (Obj, Tag, Kind and Pre are read); a full batch is written at once.
+func (b *Bulk) AddItem(ctx context.Context, it *BulkItem) error {
+	obj := it.Obj
 	id := obj.ID()
 	if b.ids[id] {
 		// The same object twice in one batch: write the first before reading the second's stored state.
@@ -136,7 +197,7 @@ func (b *Bulk) Add(ctx context.Context, obj records.Object, tag int64, kind int)
 		}
 	}
 	b.ids[id] = true
-	b.items = append(b.items, &BulkItem{Obj: obj, Tag: tag, Kind: kind})
+	b.items = append(b.items, it)
 	if len(b.items) >= b.opt.Batch {
 		return b.Flush(ctx)
 	}
@@ -235,9 +296,17 @@ func (b *Bulk) Flush(ctx context.Context) error {
 func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error {
 	t, e := b.t, b.e
 	var keys map[string][]byte
+	pre := func(it *BulkItem) bool { return b.opt.NewSubjects && it.Pre != nil && it.Result == Created }
 	if e.HasSensitive() {
 		var subjects []string
+		var presealed [][]any
 		for _, it := range changed {
+			if pre(it) {
+				if it.Pre.wrapped != nil {
+					presealed = append(presealed, []any{it.Pre.subject, it.Pre.wrapped, now})
+				}
+				continue
+			}
 			if hasSealed(e, it.Obj) {
 				s := it.Obj.Str(e.Subject)
 				if s == "" {
@@ -247,13 +316,20 @@ func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error
 			}
 		}
 		var err error
-		if keys, err = t.subjectKeys(ctx, subjects); err != nil {
+		if keys, err = t.subjectKeys(ctx, subjects, b.opt.NewSubjects); err != nil {
 			return err
+		}
+		if err := execAll(ctx, t, b.stmts, t.insertIgnore("subject_keys (subject_id, wrapped, created_at)"), "(?, ?, ?)", presealed); err != nil {
+			return unavailable("store data keys", err)
 		}
 	}
 	rows := make([][]any, len(changed))
 	for i, it := range changed {
-		vals, err := t.bulkRowValues(e, it.Obj, keys)
+		var p *Presealed
+		if pre(it) {
+			p = it.Pre
+		}
+		vals, err := t.bulkRowValues(e, it.Obj, keys, p)
 		if err != nil {
 			return err
 		}
@@ -503,7 +579,7 @@ func (t *Tx) storedObjects(ctx context.Context, e *records.Entity, sl selectList
 
 // subjectKeys returns the wrapped data keys of subjects, creating the missing ones
 // exactly as Put does (forgetting any cached key first).
-func (t *Tx) subjectKeys(ctx context.Context, subjects []string) (map[string][]byte, error) {
+func (t *Tx) subjectKeys(ctx context.Context, subjects []string, none bool) (map[string][]byte, error) {
 	keys := make(map[string][]byte, len(subjects))
 	var want []string
 	for _, s := range subjects {
@@ -512,7 +588,7 @@ func (t *Tx) subjectKeys(ctx context.Context, subjects []string) (map[string][]b
 			want = append(want, s)
 		}
 	}
-	for rest := want; len(rest) > 0; {
+	for rest := want; len(rest) > 0 && !none; {
 		n := min(len(rest), 500)
 		args := make([]any, n)
 		for i, s := range rest[:n] {
@@ -558,8 +634,9 @@ func (t *Tx) subjectKeys(ctx context.Context, subjects []string) (map[string][]b
 	return keys, nil
 }
 
-// bulkRowValues is rowValues with the subject's data key already in hand.
-func (t *Tx) bulkRowValues(e *records.Entity, obj records.Object, keys map[string][]byte) ([]any, error) {
+// bulkRowValues is rowValues with the subject's data key already in hand, or with
+// the sealed part computed ahead (pre).
+func (t *Tx) bulkRowValues(e *records.Entity, obj records.Object, keys map[string][]byte, pre *Presealed) ([]any, error) {
 	var vals []any
 	sealed := map[string]any{}
 	for i := range e.Fields {
@@ -570,9 +647,12 @@ func (t *Tx) bulkRowValues(e *records.Entity, obj records.Object, keys map[strin
 				sealed[f.Name] = v
 			}
 			if f.BlindIndex {
-				if s, ok := v.(string); ok && present && s != "" {
+				switch s, ok := v.(string); {
+				case pre != nil && pre.bidx[f.Name] != nil:
+					vals = append(vals, pre.bidx[f.Name])
+				case pre == nil && ok && present && s != "":
 					vals = append(vals, t.s.vault.BlindIndex(f.Name, s))
-				} else {
+				default:
 					vals = append(vals, nil)
 				}
 			}
@@ -596,9 +676,16 @@ func (t *Tx) bulkRowValues(e *records.Entity, obj records.Object, keys map[strin
 		vals = append(vals, enc)
 	}
 	if e.HasSensitive() {
-		if len(sealed) == 0 {
+		switch {
+		case pre != nil:
+			if pre.sealed == nil {
+				vals = append(vals, nil)
+			} else {
+				vals = append(vals, pre.sealed)
+			}
+		case len(sealed) == 0:
 			vals = append(vals, nil)
-		} else {
+		default:
 			subject := obj.Str(e.Subject)
 			pt, err := json.Marshal(sealed)
 			if err != nil {
@@ -900,6 +987,20 @@ func (t *Tx) MarkAbsent(ctx context.Context, e *records.Entity, seen string, stu
 		return 0, unavailable("mark absent", err)
 	}
 	return n, nil
+}
+
+// NoSubjectKeys reports whether no person has a data key yet (a store without
+// sensitive data).
+func (t *Tx) NoSubjectKeys(ctx context.Context) (bool, error) {
+	var one int
+	err := t.queryRow(ctx, "SELECT 1 FROM subject_keys LIMIT 1").Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return true, nil
+	}
+	if err != nil {
+		return false, unavailable("subject keys", err)
+	}
+	return false, nil
 }
 
 // Empty reports whether e has no objects at all.

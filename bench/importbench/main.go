@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,6 +46,7 @@ func main() {
 	gradebook := flag.Bool("gradebook", false, "include line items and results (about 4x the rows)")
 	work := flag.String("dir", "", "working folder (default: a temporary one, removed at the end)")
 	pgURL := flag.String("postgres", "", "also measure on PostgreSQL: a URL of a server where databases may be created")
+	runs := flag.Int("runs", 1, "measure each pair this many times, alternating (the machine may be shared), and report the median")
 	child := flag.String("child", "", "internal: run the raw baseline in this process")
 	pkg := flag.String("pkg", "", "internal: the package folder")
 	db := flag.String("db", "", "internal: the database file")
@@ -56,13 +58,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*students, *gradebook, *work, *pgURL); err != nil {
+	if err := run(*students, *gradebook, *work, *pgURL, max(1, *runs)); err != nil {
 		fmt.Fprintln(os.Stderr, "importbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(students int, gradebook bool, work, pgURL string) error {
+func run(students int, gradebook bool, work, pgURL string, runs int) error {
 	ctx := context.Background()
 	if work == "" {
 		d, err := os.MkdirTemp("", "importbench-")
@@ -99,61 +101,83 @@ func run(students int, gradebook bool, work, pgURL string) error {
 
 	// Both sides start from an empty schema, created outside the timing: the data
 	// folder's keys and migrations for the import, the same migrations for the baseline.
-	fmt.Println("SQLite:")
-	if _, err := measure(exec.Command(bin, "migrate", "--data", filepath.Join(work, "data"), "--log-level", "error")); err != nil {
-		return fmt.Errorf("registrar migrate: %w", err)
+	fmt.Println("SQLite (baseline: prepared INSERTs):")
+	var ratios []float64
+	for i := range runs {
+		dir := filepath.Join(work, fmt.Sprintf("sqlite-%d", i))
+		if _, err := measure(exec.Command(bin, "migrate", "--data", filepath.Join(dir, "data"), "--log-level", "error")); err != nil {
+			return fmt.Errorf("registrar migrate: %w", err)
+		}
+		imp, err := measure(exec.Command(bin, "import", "--data", filepath.Join(dir, "data"), "--progress", "none", "--log-level", "error", pkg))
+		if err != nil {
+			return fmt.Errorf("registrar import: %w", err)
+		}
+		rawDB := filepath.Join(dir, "raw", "registrar.db")
+		if err := schema(ctx, sqlstore.Options{Path: rawDB}, filepath.Dir(rawDB)); err != nil {
+			return err
+		}
+		raw, err := measure(exec.Command(self, "-child", "sqlite", "-pkg", pkg, "-db", rawDB))
+		if err != nil {
+			return fmt.Errorf("raw baseline: %w", err)
+		}
+		ratios = append(ratios, report(rows, imp, raw))
+		os.RemoveAll(dir)
 	}
-	imp, err := measure(exec.Command(bin, "import", "--data", filepath.Join(work, "data"), "--progress", "none", "--log-level", "error", pkg))
-	if err != nil {
-		return fmt.Errorf("registrar import: %w", err)
-	}
-	rawDB := filepath.Join(work, "raw", "registrar.db")
-	if err := schema(ctx, sqlstore.Options{Path: rawDB}, filepath.Dir(rawDB)); err != nil {
-		return err
-	}
-	raw, err := measure(exec.Command(self, "-child", "sqlite", "-pkg", pkg, "-db", rawDB))
-	if err != nil {
-		return fmt.Errorf("raw baseline: %w", err)
-	}
-	report(rows, imp, raw, "prepared INSERTs")
+	summary(ratios)
 	if pgURL == "" {
 		return nil
 	}
 
-	fmt.Println("PostgreSQL:")
-	impURL, dropImp, err := createDatabase(ctx, pgURL)
-	if err != nil {
-		return err
+	fmt.Println("PostgreSQL (baseline: one COPY per file):")
+	ratios = nil
+	for i := range runs {
+		dir := filepath.Join(work, fmt.Sprintf("postgres-%d", i))
+		impURL, dropImp, err := createDatabase(ctx, pgURL)
+		if err != nil {
+			return err
+		}
+		defer dropImp()
+		if _, err := measure(exec.Command(bin, "migrate", "--data", filepath.Join(dir, "data"), "--database-url", impURL, "--log-level", "error")); err != nil {
+			return fmt.Errorf("registrar migrate (PostgreSQL): %w", err)
+		}
+		imp, err := measure(exec.Command(bin, "import", "--data", filepath.Join(dir, "data"), "--database-url", impURL, "--progress", "none", "--log-level", "error", pkg))
+		if err != nil {
+			return fmt.Errorf("registrar import (PostgreSQL): %w", err)
+		}
+		rawURL, dropRaw, err := createDatabase(ctx, pgURL)
+		if err != nil {
+			return err
+		}
+		defer dropRaw()
+		if err := schema(ctx, sqlstore.Options{URL: rawURL}, filepath.Join(dir, "raw")); err != nil {
+			return err
+		}
+		raw, err := measure(exec.Command(self, "-child", "postgres", "-pkg", pkg, "-db", rawURL))
+		if err != nil {
+			return fmt.Errorf("raw baseline (PostgreSQL): %w", err)
+		}
+		ratios = append(ratios, report(rows, imp, raw))
+		os.RemoveAll(dir)
 	}
-	defer dropImp()
-	if _, err := measure(exec.Command(bin, "migrate", "--data", filepath.Join(work, "pgdata"), "--database-url", impURL, "--log-level", "error")); err != nil {
-		return fmt.Errorf("registrar migrate (PostgreSQL): %w", err)
-	}
-	imp, err = measure(exec.Command(bin, "import", "--data", filepath.Join(work, "pgdata"), "--database-url", impURL, "--progress", "none", "--log-level", "error", pkg))
-	if err != nil {
-		return fmt.Errorf("registrar import (PostgreSQL): %w", err)
-	}
-	rawURL, dropRaw, err := createDatabase(ctx, pgURL)
-	if err != nil {
-		return err
-	}
-	defer dropRaw()
-	if err := schema(ctx, sqlstore.Options{URL: rawURL}, filepath.Join(work, "pgraw")); err != nil {
-		return err
-	}
-	raw, err = measure(exec.Command(self, "-child", "postgres", "-pkg", pkg, "-db", rawURL))
-	if err != nil {
-		return fmt.Errorf("raw baseline (PostgreSQL): %w", err)
-	}
-	report(rows, imp, raw, "COPY")
+	summary(ratios)
 	return nil
 }
 
-func report(rows int, imp, raw result, how string) {
+func summary(ratios []float64) {
+	if len(ratios) < 2 {
+		return
+	}
+	s := append([]float64(nil), ratios...)
+	sort.Float64s(s)
+	fmt.Printf("  median ratio over %d runs: %.2f (min %.2f, max %.2f)\n", len(s), s[len(s)/2], s[0], s[len(s)-1])
+}
+
+func report(rows int, imp, raw result) float64 {
 	ir, rr := float64(rows)/imp.wall.Seconds(), float64(rows)/raw.wall.Seconds()
-	fmt.Printf("  registrar import: %8.0f rows/s  (%s, peak RSS %d MiB)\n", ir, imp.wall.Round(time.Millisecond), imp.maxRSS>>10)
-	fmt.Printf("  raw baseline:     %8.0f rows/s  (%s, peak RSS %d MiB; %s)\n", rr, raw.wall.Round(time.Millisecond), raw.maxRSS>>10, how)
+	fmt.Printf("  registrar import: %8.0f rows/s  (%s; CPU %s; peak RSS %d MiB)\n", ir, imp.wall.Round(time.Millisecond), imp.cpu.Round(time.Millisecond), imp.maxRSS>>10)
+	fmt.Printf("  raw baseline:     %8.0f rows/s  (%s; CPU %s; peak RSS %d MiB)\n", rr, raw.wall.Round(time.Millisecond), raw.cpu.Round(time.Millisecond), raw.maxRSS>>10)
 	fmt.Printf("  ratio import/raw: %.2f   (target >= 0.50; peak RSS target < 256 MiB)\n", ir/rr)
+	return ir / rr
 }
 
 // createDatabase makes a fresh database on the server at admin and returns its URL
@@ -188,7 +212,8 @@ func createDatabase(ctx context.Context, admin string) (string, func(), error) {
 
 type result struct {
 	wall   time.Duration
-	maxRSS int64 // KiB: the child's VmHWM, as getrusage reports it
+	cpu    time.Duration // user + system, both cores
+	maxRSS int64         // KiB: the child's VmHWM, as getrusage reports it
 }
 
 func measure(cmd *exec.Cmd) (result, error) {
@@ -199,7 +224,7 @@ func measure(cmd *exec.Cmd) (result, error) {
 	if err != nil {
 		return result{}, fmt.Errorf("%v\n%s", err, out)
 	}
-	r := result{wall: wall}
+	r := result{wall: wall, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.maxRSS = ru.Maxrss
 	}
