@@ -139,6 +139,7 @@ func resilience(ctx context.Context, o options, bin string, d *district, rep *re
 		return false
 	}
 	var outside, inside, total int
+	outsideBy := map[string]int{} // "request status" of the failures outside the windows
 	for _, s := range res.Samples {
 		total++
 		if !s.OK {
@@ -146,6 +147,7 @@ func resilience(ctx context.Context, o options, bin string, d *district, rep *re
 				inside++
 			} else {
 				outside++
+				outsideBy[fmt.Sprintf("%s %d", s.Name, s.Status)]++
 			}
 		}
 	}
@@ -195,6 +197,9 @@ func resilience(ctx context.Context, o options, bin string, d *district, rep *re
 		dur, rate, maxRes.Throughput)
 	fmt.Fprintf(&b, "| figure | value |\n|---|---:|\n| requests | %d |\n| failed inside the restart windows | %d |\n| **failed outside the restart windows** | **%d** |\n", total, inside, outside)
 	fmt.Fprintf(&b, "| acknowledged writes | %d |\n| **acknowledged writes missing or duplicated** | **%d** |\n| acknowledged writes without exactly one audit event | %d |\n| audit trail after the run | %s |\n", len(acked), missing, dupAudit, status)
+	for k, n := range outsideBy {
+		fmt.Fprintf(&b, "| failed outside the windows: %s (status 0: no response) | %d |\n", k, n)
+	}
 	for i, w := range windows {
 		fmt.Fprintf(&b, "| restart %d window | %.1fs to %.1fs |\n", i+1, w.from.Seconds(), w.to.Seconds())
 	}
