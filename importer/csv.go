@@ -187,6 +187,32 @@ func (r *csvReader) fieldLine(i int) int {
 	return l
 }
 
+// lines locates a record in its file: the line of its first field, and the line of
+// each field when the record spans several lines (a quoted field with line breaks).
+type lines struct {
+	line   int
+	fields []int // nil when every field starts on line
+}
+
+func (l *lines) field(i int) int {
+	if l.fields == nil || i < 0 || i >= len(l.fields) {
+		return l.line
+	}
+	return l.fields[i]
+}
+
+// locate returns where the current record is, to keep after the next read.
+func (r *csvReader) locate(n int) lines {
+	loc := lines{line: r.line}
+	if n > 0 && r.fieldLine(n-1) != r.line {
+		loc.fields = make([]int, n)
+		for i := range loc.fields {
+			loc.fields[i] = r.fieldLine(i)
+		}
+	}
+	return loc
+}
+
 // badUTF8 returns the index of the first field that is not valid UTF-8, or -1.
 func badUTF8(rec []string) int {
 	for i, f := range rec {

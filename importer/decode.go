@@ -74,47 +74,47 @@ type rowDecoder struct {
 	fi    *fileInfo
 	mode  string
 	h     *header
-	rd    *csvReader
 	probs *problems
 	// childFields are the fields of this entity file's objects filled by child files.
 	childFields map[string]bool
 	// per record
 	rec    []string
+	loc    *lines
 	bad    []bool // columns (by spec position) with a problem in this record
 	failed bool
 }
 
-func newRowDecoder(fi *fileInfo, mode string, h *header, rd *csvReader, probs *problems) *rowDecoder {
-	d := &rowDecoder{fi: fi, mode: mode, h: h, rd: rd, probs: probs, childFields: map[string]bool{}, bad: make([]bool, len(fi.spec.Columns))}
+func newRowDecoder(fi *fileInfo, mode string, h *header, probs *problems) *rowDecoder {
+	d := &rowDecoder{fi: fi, mode: mode, h: h, probs: probs, childFields: map[string]bool{}, bad: make([]bool, len(fi.spec.Columns))}
 	for _, c := range fi.children {
 		d.childFields[c.child.field] = true
 	}
 	return d
 }
 
-func (d *rowDecoder) line() int { return d.rd.line }
+func (d *rowDecoder) line() int { return d.loc.line }
 
 // problem reports a problem with spec column j of the current record (-1: the row).
 func (d *rowDecoder) problem(j int, format string, args ...any) {
 	d.failed = true
-	line, col := d.rd.line, ""
+	line, col := d.loc.line, ""
 	if j >= 0 {
 		d.bad[j] = true
 		col = d.fi.spec.Columns[j].Name
-		line = d.rd.fieldLine(d.h.idx[j])
+		line = d.loc.field(d.h.idx[j])
 	}
 	d.probs.add(d.fi.spec.FileName, line, col, format, args...)
 }
 
 func (d *rowDecoder) get(j int) string { return d.rec[d.h.idx[j]] }
 
-// start checks the shape of a record: field count and UTF-8. It reports whether the
-// record can be decoded.
-func (d *rowDecoder) start(rec []string) bool {
-	d.rec, d.failed = rec, false
+// start checks the shape of a record found at loc: field count and UTF-8. It
+// reports whether the record can be decoded.
+func (d *rowDecoder) start(rec []string, loc *lines) bool {
+	d.rec, d.loc, d.failed = rec, loc, false
 	clear(d.bad)
 	if len(rec) != d.h.width {
-		d.probs.add(d.fi.spec.FileName, d.rd.line, "", "the row has %d fields, the header %d", len(rec), d.h.width)
+		d.probs.add(d.fi.spec.FileName, d.loc.line, "", "the row has %d fields, the header %d", len(rec), d.h.width)
 		d.failed = true
 		return false
 	}
@@ -130,7 +130,7 @@ func (d *rowDecoder) start(rec []string) bool {
 				name = csvspec.MetadataPrefix + m.name
 			}
 		}
-		d.probs.add(d.fi.spec.FileName, d.rd.fieldLine(i), name, "is not valid UTF-8 (save the file as UTF-8)")
+		d.probs.add(d.fi.spec.FileName, d.loc.field(i), name, "is not valid UTF-8 (save the file as UTF-8)")
 		d.failed = true
 		return false
 	}
@@ -354,7 +354,7 @@ func (d *rowDecoder) entity() (records.Object, int) {
 	}
 	if d.h.legacyRes >= 0 && d.rec[d.h.legacyRes] != "" {
 		d.failed = true
-		d.probs.add(fi.spec.FileName, d.rd.fieldLine(d.h.legacyRes), "resourceSourcedIds",
+		d.probs.add(fi.spec.FileName, d.loc.field(d.h.legacyRes), "resourceSourcedIds",
 			"is not read (it was dropped from the 1.2.1 binding): list a user's resources in userResources.csv")
 	}
 	if len(d.h.meta) > 0 {
@@ -472,7 +472,7 @@ func (d *rowDecoder) child() sqlstore.ChildRow {
 		}
 		vals[c.Name] = v
 	}
-	row := sqlstore.ChildRow{Kind: fi.spec.Name, Owner: vals[cf.ownerCol], Line: int64(d.rd.line), Status: status, Date: date}
+	row := sqlstore.ChildRow{Kind: fi.spec.Name, Owner: vals[cf.ownerCol], Line: int64(d.loc.line), Status: status, Date: date}
 	var item any
 	switch cf.kind {
 	case kRoles:

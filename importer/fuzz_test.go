@@ -127,8 +127,9 @@ func fuzzFile(f *testing.F, name string) {
 			return // not one CSV record
 		}
 		probs := &problems{limit: 100}
-		d := newRowDecoder(fi, mode, h, rd, probs)
-		if !d.start(rec) {
+		d := newRowDecoder(fi, mode, h, probs)
+		loc := rd.locate(len(rec))
+		if !d.start(rec, &loc) {
 			return
 		}
 		var obj records.Object
@@ -195,8 +196,9 @@ func fuzzFile(f *testing.F, name string) {
 			t.Fatalf("the exported row does not read back: %v (%q)", err, buf.String())
 		}
 		probs2 := &problems{limit: 100}
-		d2 := newRowDecoder(fi, mode, h, rd2, probs2)
-		if !d2.start(rec2) {
+		d2 := newRowDecoder(fi, mode, h, probs2)
+		loc2 := rd2.locate(len(rec2))
+		if !d2.start(rec2, &loc2) {
 			t.Fatalf("the exported row does not decode: %v", probs2.list)
 		}
 		obj2, _ := d2.entity()

@@ -219,7 +219,7 @@ func (w *writer) produceFile(ctx context.Context, fi *fileInfo, send func(chunk)
 		return w.changed(fi)
 	}
 	w.prog.startFile(fi.spec.FileName, rd.cnt)
-	d := newRowDecoder(fi, w.plan.modes[fi.spec.Name], h, rd, w.probs)
+	d := newRowDecoder(fi, w.plan.modes[fi.spec.Name], h, w.probs)
 	// Rows are validated here, on the producer's core; the writer validates again only
 	// what merging changed (fields kept from the stored object, parts from other files).
 	var sensitive bool
@@ -242,7 +242,8 @@ func (w *writer) produceFile(ctx context.Context, fi *fileInfo, send func(chunk)
 			return w.changed(fi)
 		}
 		w.prog.row()
-		if !d.start(rec) {
+		loc := rd.locate(len(rec))
+		if !d.start(rec, &loc) {
 			continue
 		}
 		if fi.child != nil {
