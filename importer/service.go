@@ -117,17 +117,22 @@ func (s *Service) Submit(ctx context.Context, ev audit.Event, path string) (sqls
 		return j.ImportJob, err
 	}
 	queued := j.ImportJob // the worker owns j once it is queued
+	msg := "too many imports are waiting; submit it again later"
 	select {
-	case s.queue <- j:
-		return queued, nil
 	case <-s.closed:
+		msg = "the server is stopping; submit it again later"
 	default:
+		select {
+		case s.queue <- j:
+			return queued, nil
+		default:
+		}
 	}
 	os.RemoveAll(path)
 	j.Status = JobFailed
-	j.Errors = problemsJSON([]Problem{{File: "package", Message: "too many imports are waiting; submit it again later"}}, 1)
+	j.Errors = problemsJSON([]Problem{{File: "package", Message: msg}}, 1)
 	s.finish(context.WithoutCancel(ctx), &j.ImportJob)
-	return j.ImportJob, &records.Error{Code: records.Unavailable, Message: "too many imports are waiting; retry later"}
+	return j.ImportJob, &records.Error{Code: records.Unavailable, Message: msg}
 }
 
 func (s *Service) put(ctx context.Context, j sqlstore.ImportJob) error {

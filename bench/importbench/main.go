@@ -169,7 +169,11 @@ func summary(ratios []float64) {
 	}
 	s := append([]float64(nil), ratios...)
 	sort.Float64s(s)
-	fmt.Printf("  median ratio over %d runs: %.2f (min %.2f, max %.2f)\n", len(s), s[len(s)/2], s[0], s[len(s)-1])
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	fmt.Printf("  median ratio over %d runs: %.2f (min %.2f, max %.2f)\n", len(s), med, s[0], s[len(s)-1])
 }
 
 func report(rows int, imp, raw result) float64 {
