@@ -923,21 +923,8 @@ func (t *Tx) StagedOwners(ctx context.Context, kinds []string, seen, after strin
 		args = append(args, k)
 	}
 	args = append(args, seen, after, limit)
-	rows, err := t.query(ctx, "SELECT DISTINCT c.owner FROM imp_child c WHERE c.kind IN "+placeholders(len(kinds))+
+	return t.column(ctx, "read staged owners", "SELECT DISTINCT c.owner FROM imp_child c WHERE c.kind IN "+placeholders(len(kinds))+
 		" AND NOT EXISTS (SELECT 1 FROM imp_seen s WHERE s.ent = ? AND s.id = c.owner) AND c.owner > ? ORDER BY c.owner LIMIT ?", args...)
-	if err != nil {
-		return nil, unavailable("read staged owners", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var o string
-		if err := rows.Scan(&o); err != nil {
-			return nil, unavailable("read staged owners", err)
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
 }
 
 // MarkAbsent marks every object of e that is not in the seen set named seen, and not

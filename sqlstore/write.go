@@ -380,18 +380,27 @@ func (t *Tx) Exists(ctx context.Context, e *records.Entity, scope records.Predic
 
 // IDs returns the sourcedIds of e's objects whose column equals value.
 func (t *Tx) IDs(ctx context.Context, e *records.Entity, column, value string) ([]string, error) {
-	rows, err := t.query(ctx, "SELECT sourced_id FROM "+e.Table+" WHERE "+column+" = ? ORDER BY sourced_id", value)
+	return t.column(ctx, "ids", "SELECT sourced_id FROM "+e.Table+" WHERE "+column+" = ? ORDER BY sourced_id", value)
+}
+
+// column runs q in the transaction and returns its single text column; what names the
+// query in errors.
+func (t *Tx) column(ctx context.Context, what, q string, args ...any) ([]string, error) {
+	rows, err := t.query(ctx, q, args...)
 	if err != nil {
-		return nil, unavailable("ids", err)
+		return nil, unavailable(what, err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, unavailable("ids", err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, unavailable(what, err)
 		}
-		out = append(out, id)
+		out = append(out, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, unavailable(what, err)
+	}
+	return out, nil
 }
