@@ -57,9 +57,13 @@ type Event struct {
 	Count         int       `json:"count,omitempty"`
 	LegalBasis    string    `json:"legalBasis,omitempty"`
 	Purpose       string    `json:"purpose,omitempty"`
-	// Disclosed marks a read whose students each got a record-of-disclosure entry
-	// (34 CFR 99.32) in the same transaction; verify checks the entries against it.
-	Disclosed bool   `json:"disclosed,omitempty"`
+	// Disclosed marks a read that disclosed its students' records to a party outside
+	// the school (34 CFR 99.32): each student gets a record-of-disclosure entry derived
+	// from this event (party, basis, purpose, resource, Fields), and verify checks the
+	// entries against it. DisclosureRequired says whether 99.32 requires the entry
+	// (false: kept as good practice, e.g. for school officials).
+	Disclosed          bool   `json:"disclosed,omitempty"`
+	DisclosureRequired bool   `json:"disclosureRequired,omitempty"`
 	Outcome   string `json:"outcome"`
 	Status    int    `json:"status,omitempty"`
 	RequestID string `json:"requestId,omitempty"`

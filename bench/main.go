@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"registrar/bench/bare"
 	"runtime"
 	"strings"
 	"syscall"
@@ -392,11 +393,11 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 	if err != nil {
 		return "", err
 	}
-	base, err := startBaseline(ctx, filepath.Join(d.dir, "registrar.db"))
+	base, err := bare.Start(ctx, filepath.Join(d.dir, "registrar.db"))
 	if err != nil {
 		return "", err
 	}
-	defer base.close()
+	defer base.Close()
 
 	pick := func(ids []string, prefix, suffix string) func(*rand.Rand) (*http.Request, error) {
 		return func(r *rand.Rand) (*http.Request, error) {
@@ -419,8 +420,8 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 	}
 	var pairs []pair
 	for _, ep := range []struct{ name, regPrefix, barePrefix, suffix string }{
-		{"GET /students/{id}", srv.base + rost + "/students/", base.url + "/students/", ""},
-		{"GET /classes/{id}/students", srv.base + rost + "/classes/", base.url + "/classes/", "/students"},
+		{"GET /students/{id}", srv.base + rost + "/students/", base.URL + "/students/", ""},
+		{"GET /classes/{id}/students", srv.base + rost + "/classes/", base.URL + "/classes/", "/students"},
 	} {
 		ids := smp.students
 		if strings.Contains(ep.name, "classes") {

@@ -52,19 +52,15 @@ func disclosureOf(rc *reqCtx, ev *audit.Event) (sqlstore.Disclosure, bool) {
 		ResourceType: ev.ResourceType, Fields: fields, Required: !slices.Contains(notRequiredBy9932, ev.LegalBasis)}, true
 }
 
-// auditRead makes a successful request's audit event durable, with its
-// record-of-disclosure entries in the same transaction.
+// auditRead makes a successful request's audit event durable. A read that discloses
+// students' records is marked so, with the fields disclosed and whether 99.32 requires
+// the entry; the record of disclosures is derived from that event (sqlstore's
+// auditindex.go).
 func (s *Server) auditRead(ctx context.Context, rc *reqCtx, ev audit.Event) error {
-	d, ok := disclosureOf(rc, &ev)
-	if !ok {
-		return s.store.Audit(ctx, ev)
+	if d, ok := disclosureOf(rc, &ev); ok {
+		ev.Disclosed, ev.DisclosureRequired, ev.Fields = true, d.Required, d.Fields
 	}
-	ev.Disclosed = true
-	students := ev.Students
-	return s.store.Write(ctx, func(_ context.Context, tx *sqlstore.Tx) error {
-		tx.Disclose(d, students...)
-		return nil
-	}, ev)
+	return s.store.Audit(ctx, ev)
 }
 
 // MaxAuditPage is the largest page of GET /v1/audit and of a record of disclosures.

@@ -196,6 +196,9 @@ func TestDocumentsFollowTheStudent(t *testing.T) {
 		})
 	})
 	t.Run("every access is audited with the student", func(t *testing.T) {
+		if err := h.store.FlushAuditIndex(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		db := rawDB(t, filepath.Join(h.dir, "registrar.db"))
 		for action, want := range map[string]int{"putDocument": 2, "getDocument": 5} {
 			var n int

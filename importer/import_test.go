@@ -133,6 +133,9 @@ func TestImportIsOneAuditedOperation(t *testing.T) {
 	if n := count(t, st, "audit_events", "action = 'import' AND principal = 'operator:tester'"); n != 1 {
 		t.Errorf("the import's event does not name the operator")
 	}
+	if err := st.FlushAuditIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if n := count(t, st, "audit_students", ""); n != 2 {
 		t.Errorf("got %d students indexed for the event, want 2", n)
 	}
@@ -258,6 +261,9 @@ func TestBulkMarksWhatIsAbsentTobedeleted(t *testing.T) {
 	}
 	if got := count(t, st, "changes", "") - changesBefore; got != 2 {
 		t.Errorf("got %d changes logged, want 2", got)
+	}
+	if err := st.FlushAuditIndex(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if n := count(t, st, "audit_students", "student_id IN ('u-s1', 'u-s2')"); n < 4 {
 		t.Errorf("the second import's event does not name the students whose records were marked (%d rows)", n)

@@ -84,7 +84,7 @@ func (c *committer) loadCheckpointState(ctx context.Context) error {
 		return fmt.Errorf("sqlstore: read audit checkpoints: %w", err)
 	}
 	c.ck.seq, c.ck.at = seq.Int64, c.s.now()
-	return c.prepareDisclosures(ctx)
+	return nil
 }
 
 // appended notes an event appended in the batch in hand.
@@ -305,6 +305,11 @@ func (s *Store) Verify(ctx context.Context, o VerifyOptions) (VerifyReport, erro
 	if checker == nil {
 		return rep, errors.New("sqlstore: no signature checker: checkpoints cannot be verified")
 	}
+	// The index of events appended so far is written first; events appended while
+	// verify runs are checked up to the watermark each chunk reads.
+	if err := s.FlushAuditIndex(ctx); err != nil {
+		return rep, err
+	}
 	chains, err := s.auditChains(ctx, o)
 	if err != nil {
 		return rep, err
@@ -463,7 +468,8 @@ type verifyChunkOf struct {
 	dec      []*audit.Decoded
 	students map[int64][]string
 	discl    map[int64][]Disclosure
-	last     bool // no events after these (within the range)
+	indexed  int64 // the index watermark in this chunk's snapshot: later events have no rows yet
+	last     bool  // no events after these (within the range)
 	err      error
 }
 
@@ -503,6 +509,10 @@ func (s *Store) walkChain(ctx context.Context, chain string, from, to int64, pag
 			if err := v.NextDecoded(r, ch.dec[i]); err != nil {
 				return err
 			}
+			lastSeq = r.Seq
+			if r.Seq > ch.indexed {
+				continue // appended after the flush and not indexed yet: its rows are checked next time
+			}
 			e := v.Event()
 			if err := checkIndex(e, ch.students[r.Seq]); err != nil {
 				return err
@@ -512,7 +522,6 @@ func (s *Store) walkChain(ctx context.Context, chain string, from, to int64, pag
 			if err := s.checkDisclosures(ctx, e, ds); err != nil {
 				return err
 			}
-			lastSeq = r.Seq
 		}
 	}
 	// Index rows or disclosures after the last event: their events were deleted.
@@ -569,6 +578,9 @@ func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int6
 			return nil
 		}
 		lo, hi := ch.recs[0].Seq, ch.recs[len(ch.recs)-1].Seq
+		if ch.indexed, err = s.indexWatermark(ctx, tx, chain); err != nil {
+			return unavailable("audit index", err)
+		}
 		ch.students = map[int64][]string{}
 		rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT seq, student_id FROM audit_students WHERE chain = ? AND seq >= ? AND seq <= ?"), chain, lo, hi)
 		if err != nil {
@@ -708,6 +720,11 @@ func (s *Store) AuditEvents(ctx context.Context, q AuditQuery) ([]audit.Entry, s
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
+	if q.Student != "" {
+		if err := s.FlushAuditIndex(ctx); err != nil {
+			return nil, "", err
+		}
+	}
 	var where []string
 	var args []any
 	from := "audit_events e"
@@ -803,6 +820,11 @@ type ExportQuery struct {
 // ExportAudit calls fn with every stored event matching q, in chain and sequence
 // order, reading in chunks so the trail never has to fit in memory.
 func (s *Store) ExportAudit(ctx context.Context, q ExportQuery, fn func(audit.Entry) error) error {
+	if q.Student != "" {
+		if err := s.FlushAuditIndex(ctx); err != nil {
+			return err
+		}
+	}
 	chain, seq := "", q.AfterSeq
 	if q.Chain != "" {
 		chain = q.Chain

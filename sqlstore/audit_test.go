@@ -53,12 +53,7 @@ func newTrail(t *testing.T) *trail {
 		var fn func(context.Context, *sqlstore.Tx) error
 		if i%5 == 0 {
 			ev.Students = []string{testdistrict.Minor, fmt.Sprintf("gone%d", i)}
-			ev.ResourceType, ev.Disclosed = "result", true
-			fn = func(_ context.Context, tx *sqlstore.Tx) error {
-				tx.Disclose(sqlstore.Disclosure{PartyKind: ev.PrincipalKind, PartyID: ev.PrincipalID, PartyName: "Vendor", LegalBasis: ev.LegalBasis,
-					Purpose: ev.Purpose, ResourceType: ev.ResourceType, Fields: []string{"score"}, Required: true}, ev.Students...)
-				return nil
-			}
+			ev.ResourceType, ev.Disclosed, ev.DisclosureRequired, ev.Fields = "result", true, true, []string{"score"}
 		}
 		if err := st.Write(ctx, fn, ev); err != nil {
 			t.Fatal(err)
@@ -418,11 +413,7 @@ func TestAuditTrailOnEveryEngine(t *testing.T) {
 				Students: []string{testdistrict.Minor}, RequestID: fmt.Sprint("r", i), ResourceType: "user"}
 			var fn func(context.Context, *sqlstore.Tx) error
 			if i%4 == 0 {
-				ev.Students, ev.Disclosed = []string{testdistrict.Minor, testdistrict.Eligible}, true
-				fn = func(_ context.Context, tx *sqlstore.Tx) error {
-					tx.Disclose(sqlstore.Disclosure{PartyKind: audit.KindClient, PartyID: "study", LegalBasis: "studies", ResourceType: "user", Fields: []string{"givenName"}, Required: true}, ev.Students...)
-					return nil
-				}
+				ev.Students, ev.Disclosed, ev.DisclosureRequired, ev.Fields = []string{testdistrict.Minor, testdistrict.Eligible}, true, true, []string{"givenName"}
 			}
 			if err := s.Write(ctx, fn, ev); err != nil {
 				t.Fatal(err)

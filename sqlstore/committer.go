@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +19,6 @@ type Tx struct {
 	tx     *sql.Tx
 	events []audit.Event
 	now    time.Time
-	audit  txAudit // disclosures (disclosures.go)
 }
 
 // Audit adds an event to be appended, in this transaction, to the audit chain.
@@ -72,25 +70,31 @@ type committer struct {
 
 	maxBatch int
 
+	// The student index and record of disclosures, written behind the trail
+	// (auditindex.go): the watermark of this chain, when it last moved, and whether
+	// the batch in hand was asked to flush every chain.
+	indexed   int64
+	indexedAt time.Time
+	indexWish bool
+
 	ck checkpointState // signed checkpoints and the log-stream copy (audit.go)
 }
 
 const (
 	insertAuditEvent   = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 	insertAuditStudent = "INSERT INTO audit_students (chain, seq, student_id) VALUES (?, ?, ?)"
-	auditStudentChunk  = 16
 )
-
-// insertAuditStudents inserts auditStudentChunk index rows at once.
-var insertAuditStudents = "INSERT INTO audit_students (chain, seq, student_id) VALUES " +
-	strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", auditStudentChunk), ", ")
 
 func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
 	c := &committer{s: s, chain: chain, reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
 	if err := c.loadHead(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent), s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudents)); err != nil {
+	if err := c.ensureIndexed(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent), s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudentsMany),
+		s.d.rebind(insertDisclosure), s.d.rebind(insertDisclosuresMany)); err != nil {
 		return nil, fmt.Errorf("sqlstore: prepare audit statements: %w", err)
 	}
 	if err := c.loadCheckpointState(ctx); err != nil {
@@ -207,6 +211,7 @@ func (c *committer) run() {
 func (c *committer) runBatch(batch []*commitReq) {
 	errs := make([]error, len(batch))
 	err := c.runBatchTx(batch, errs)
+	c.indexWish = false
 	for i, r := range batch {
 		if err != nil {
 			r.done <- err
@@ -221,10 +226,11 @@ func (c *committer) runBatch(batch []*commitReq) {
 // durable) or nil with per-request errors in errs.
 func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	ctx := context.Background() // a caller giving up must not abort its neighbours' commit
-	seq, head := c.seq, c.head
+	seq, head, indexed, indexedAt := c.seq, c.head, c.indexed, c.indexedAt
 	defer func() {
 		if err != nil {
-			c.seq, c.head = seq, head // nothing was committed: the head stays where it was
+			// Nothing was committed: the head and the index stay where they were.
+			c.seq, c.head, c.indexed, c.indexedAt = seq, head, indexed, indexedAt
 			c.s.log.Error("commit failed", "err", err, "batch", len(batch))
 			err = &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
 		}
@@ -278,7 +284,9 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 				return err
 			}
 		}
-		if err := c.appendDisclosures(ctx, tx, t); err != nil {
+	}
+	if c.indexDue(now) {
+		if err := c.indexTail(ctx, tx, now); err != nil {
 			return err
 		}
 	}
@@ -316,23 +324,7 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 		c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash); err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
-	// The student index: a list read touches up to a page of students, so rows go in
-	// chunks of auditStudentChunk per statement rather than one statement each.
-	students := e.Students
-	for len(students) > 0 {
-		q, n := insertAuditStudent, 1
-		if len(students) >= auditStudentChunk {
-			q, n = insertAuditStudents, auditStudentChunk
-		}
-		args := make([]any, 0, 3*n)
-		for _, st := range students[:n] {
-			args = append(args, c.chain, c.seq, st)
-		}
-		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(q), args...); err != nil {
-			return fmt.Errorf("index audit event: %w", err)
-		}
-		students = students[n:]
-	}
+	// The student index and the record of disclosures follow behind (auditindex.go).
 	c.head = hash
 	c.appended(e, hash)
 	return nil

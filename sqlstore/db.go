@@ -177,6 +177,12 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.stopCheckpoints()
+		// A stopped data dir has its whole trail indexed (auditindex.go).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.FlushAuditIndex(ctx); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Warn("final audit index", "err", err)
+		}
+		cancel()
 		s.commit.stop()
 		s.rstmt.close()
 		s.wstmt.close()

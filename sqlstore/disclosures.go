@@ -5,17 +5,14 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
-
-	"registrar/records"
 )
 
 // Disclosure is one entry of a student's record of disclosures (34 CFR 99.32): who
 // received which of the student's records, when, and under what right. Entries are
-// written in the same transaction as the audit event of the read that disclosed the
-// records, and point at that event (Chain, Seq), so verify can check each entry
-// against the hash-chained event.
+// derived from the audit event of the read that disclosed the records (an event
+// marked Disclosed), written behind the trail (auditindex.go), and point at that
+// event (Chain, Seq), so verify can check each entry against the hash-chained event.
 type Disclosure struct {
 	ID           int64
 	Student      string
@@ -32,22 +29,6 @@ type Disclosure struct {
 	Fields       []string // the fields disclosed
 	Required     bool     // 99.32 requires this entry (false: kept as good practice, e.g. school officials)
 	RequestID    string
-}
-
-// txAudit is what a write transaction adds to the audit trail besides its events.
-type txAudit struct {
-	disclosures []Disclosure
-}
-
-// Disclose records that d's records of each of students were disclosed. The entries
-// are written after, and point at, the last audit event of this transaction; a
-// transaction that discloses must audit (see Tx.Audit and Store.Write's events).
-func (t *Tx) Disclose(d Disclosure, students ...string) {
-	for _, st := range students {
-		e := d
-		e.Student = st
-		t.audit.disclosures = append(t.audit.disclosures, e)
-	}
 }
 
 // DeleteDisclosures removes a student's record of disclosures. 99.32(a)(2) keeps it as
@@ -67,96 +48,16 @@ const (
 	selectClientParty = "SELECT name, contract_ref FROM clients WHERE client_id = ?"
 )
 
-// prepareDisclosures prepares the committer's disclosure statements on the writer.
-func (c *committer) prepareDisclosures(ctx context.Context) error {
-	if err := c.s.wstmt.prepare(ctx, c.s.d.rebind(insertDisclosure), c.s.d.rebind(insertDisclosures), c.s.d.rebind(selectClientParty)); err != nil {
-		return fmt.Errorf("sqlstore: prepare disclosure statements: %w", err)
-	}
-	return nil
-}
-
-// appendDisclosures writes the transaction's disclosures, pointing at its last event.
-func (c *committer) appendDisclosures(ctx context.Context, tx *sql.Tx, t *Tx) error {
-	ds := t.audit.disclosures
-	if len(ds) == 0 || c.s.audit.off {
-		return nil
-	}
-	if len(t.events) == 0 {
-		return &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("sqlstore: a disclosure without its audit event")}
-	}
-	ev := &t.events[len(t.events)-1]
-	at := records.FormatDateTime(ev.Time)
-	var party struct {
-		id, name string
-		contract sql.NullString
-	}
-	pending := make([]any, 0, disclosureChunk*disclosureArgs)
-	for i := range ds {
-		d := &ds[i]
-		if d.PartyKind == "client" && (d.PartyName == "" || d.ContractRef == "") {
-			if party.id != d.PartyID {
-				party.id, party.name, party.contract = d.PartyID, "", sql.NullString{}
-				rows, err := txQuery(ctx, c.s.wstmt, tx, c.s.d.rebind(selectClientParty), d.PartyID)
-				if err != nil {
-					return fmt.Errorf("disclosure party: %w", err)
-				}
-				if rows.Next() {
-					err = rows.Scan(&party.name, &party.contract)
-				}
-				rows.Close()
-				if err != nil {
-					return fmt.Errorf("disclosure party: %w", err)
-				}
-			}
-			if d.PartyName == "" {
-				d.PartyName = party.name
-			}
-			if d.ContractRef == "" {
-				d.ContractRef = party.contract.String
-			}
-		}
-		fields := []byte("[]")
-		if d.Fields != nil {
-			fields, _ = json.Marshal(d.Fields) // a list of strings: cannot fail
-		}
-		required := 0
-		if d.Required {
-			required = 1
-		}
-		pending = append(pending, d.Student, at, ev.Chain, ev.Seq, d.PartyKind, d.PartyID, d.PartyName,
-			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, ev.RequestID)
-		if len(pending) == disclosureChunk*disclosureArgs {
-			if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertDisclosures), pending...); err != nil {
-				return fmt.Errorf("append disclosure: %w", err)
-			}
-			pending = pending[:0]
-		}
-	}
-	// A list read discloses up to a page of students: rows go disclosureChunk to a
-	// statement, the rest one by one.
-	for len(pending) > 0 {
-		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertDisclosure), pending[:disclosureArgs]...); err != nil {
-			return fmt.Errorf("append disclosure: %w", err)
-		}
-		pending = pending[disclosureArgs:]
-	}
-	return nil
-}
-
-const (
-	disclosureArgs  = 14
-	disclosureChunk = 16
-)
-
-// insertDisclosures inserts disclosureChunk rows at once.
-var insertDisclosures = "INSERT INTO disclosures (" + disclosureCols + ") VALUES " +
-	strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", disclosureChunk), ", ")
+const disclosureArgs = 14
 
 // Disclosures returns a student's record of disclosures, newest first: at most limit
 // entries with ids below before (0: from the newest). Authorization is the caller's.
 func (s *Store) Disclosures(ctx context.Context, student string, limit int, before int64) ([]Disclosure, error) {
 	if limit <= 0 {
 		limit = 100
+	}
+	if err := s.FlushAuditIndex(ctx); err != nil {
+		return nil, err
 	}
 	q := "SELECT id, " + disclosureCols + " FROM disclosures WHERE student_id = ?"
 	args := []any{student}

@@ -15,9 +15,10 @@ type migration func(d dialect) []string
 
 var migrations = []migration{
 	migration1,
-	migration2,      // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
-	migrationKeys,   // KEK versions, document keys, key rotations, deletion certificates (sqlstore/keys.go)
-	migrationStream, // stream: leases, checkpoints, inbox, dead letters, embedded stream, delete scopes (stream.go)
+	migration2,          // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
+	migrationKeys,       // KEK versions, document keys, key rotations, deletion certificates (sqlstore/keys.go)
+	migrationStream,     // stream: leases, checkpoints, inbox, dead letters, embedded stream, delete scopes (stream.go)
+	migrationAuditIndex, // audit: the watermark of the student index and record of disclosures, written behind the trail (auditindex.go)
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction.

@@ -347,9 +347,23 @@ func (s *Store) openSealed(e *records.Entity, obj records.Object, sealed, wrappe
 		}
 		return &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("%s %s: sealed fields: %w", e.Name, obj.ID(), err)}
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(pt, &m); err != nil {
+	strs, m, err := decodeSealedObject(pt)
+	if err != nil {
 		return &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("%s %s: sealed fields do not decode", e.Name, obj.ID())}
+	}
+	for name, v := range strs {
+		f, ok := e.Field(name)
+		if !ok || !f.Sensitive || q.hidden(f) || (len(q.Fields) > 0 && !contains(q.Fields, name)) {
+			continue
+		}
+		switch f.Kind {
+		case records.KFloat, records.KStrings, records.KRefs:
+			return &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("%s %s.%s: sealed value does not decode", e.Name, obj.ID(), name)}
+		case records.KJSON:
+			obj[name] = json.RawMessage(`"` + v + `"`) // fastString: no quote or escape inside
+		default:
+			obj[name] = v
+		}
 	}
 	for name, raw := range m {
 		f, ok := e.Field(name)
@@ -368,8 +382,8 @@ func (s *Store) openSealed(e *records.Entity, obj records.Object, sealed, wrappe
 func decodeColumn(f *records.Field, s string) (any, error) {
 	switch f.Kind {
 	case records.KRefs, records.KStrings, records.KChildren:
-		var l []string
-		if err := json.Unmarshal([]byte(s), &l); err != nil {
+		l, err := decodeStrings(s)
+		if err != nil {
 			return nil, err
 		}
 		if len(l) == 0 && !f.Required {
@@ -379,11 +393,7 @@ func decodeColumn(f *records.Field, s string) (any, error) {
 	case records.KJSON:
 		return json.RawMessage(s), nil
 	case records.KRoles:
-		var roles []records.Role
-		if err := json.Unmarshal([]byte(s), &roles); err != nil {
-			return nil, err
-		}
-		return roles, nil
+		return decodeRoles(s)
 	}
 	return s, nil
 }

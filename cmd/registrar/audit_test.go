@@ -80,11 +80,7 @@ func auditedDataDir(t *testing.T) string {
 		ev.Students = []string{testdistrict.Minor}
 		var fn func(context.Context, *sqlstore.Tx) error
 		if i%7 == 0 {
-			ev.PrincipalKind, ev.PrincipalID, ev.LegalBasis, ev.Disclosed = audit.KindClient, "study", "studies", true
-			fn = func(_ context.Context, tx *sqlstore.Tx) error {
-				tx.Disclose(sqlstore.Disclosure{PartyKind: audit.KindClient, PartyID: "study", LegalBasis: "studies", Required: true}, testdistrict.Minor)
-				return nil
-			}
+			ev.PrincipalKind, ev.PrincipalID, ev.LegalBasis, ev.Disclosed, ev.DisclosureRequired = audit.KindClient, "study", "studies", true, true
 		}
 		if err := a.store.Write(ctx, fn, ev); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,6 @@
-package main
+// Package bare is the baseline the per-endpoint throughput figures of issue 2 are
+// compared with, shared by `go run ./bench` and the httpapi package's benchmark.
+package bare
 
 import (
 	"context"
@@ -9,19 +11,23 @@ import (
 	"strings"
 
 	"registrar/records"
+
+	_ "modernc.org/sqlite" // the same pure-Go driver registrar uses
 )
 
-// baseline is the bare handler the per-endpoint figures are compared with: plain
+// Server is the bare handler the per-endpoint figures are compared with: plain
 // net/http and database/sql on the same SQLite file, running the same SQL as
 // registrar (the same columns, joins and predicates) with no authentication,
-// authorization scope, decryption, audit or OneRoster encoding.
-type baseline struct {
-	url string
+// authorization scope, decryption, audit or OneRoster encoding. It serves
+// GET /students/{id} and GET /classes/{id}/students.
+type Server struct {
+	URL string
 	db  *sql.DB
 	srv *http.Server
 }
 
-func startBaseline(ctx context.Context, dbPath string) (*baseline, error) {
+// Start opens the SQLite file at dbPath read-only and serves on a loopback port.
+func Start(ctx context.Context, dbPath string) (*Server, error) {
 	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)")
 	if err != nil {
 		return nil, err
@@ -96,12 +102,13 @@ func startBaseline(ctx context.Context, dbPath string) (*baseline, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &baseline{url: "http://" + ln.Addr().String(), db: db, srv: &http.Server{Handler: mux}}
+	b := &Server{URL: "http://" + ln.Addr().String(), db: db, srv: &http.Server{Handler: mux}}
 	go b.srv.Serve(ln) //nolint:errcheck // stopped by close
 	return b, nil
 }
 
-func (b *baseline) close() {
+// Close stops the server and closes the database.
+func (b *Server) Close() {
 	b.srv.Close()
 	b.db.Close()
 }

@@ -1,0 +1,171 @@
+package httpapi_test
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"strconv"
+	"testing"
+	"time"
+
+	"registrar/authn"
+	"registrar/authz"
+	"registrar/bench/bare"
+	"registrar/cache"
+	"registrar/gen"
+	"registrar/httpapi"
+	"registrar/importer"
+	"registrar/records"
+	"registrar/sqlstore"
+	"registrar/vault"
+)
+
+// BenchmarkEndpoints is issue 2's speed figure: GET /students/{id} and
+// GET /classes/{id}/students (about 30 students) over a generated district of
+// REGISTRAR_BENCH_STUDENTS students (default 10,000), each beside the bare handler
+// (bench/bare: plain net/http and database/sql running the same SQL on the same
+// SQLite file, no authentication, authorization, decryption or audit) in the same run.
+// Both are served over loopback HTTP to the same closed-loop clients. The registrar
+// server is wired as `registrar serve` wires it (in-process cache included) and the
+// caller is an LMS client of the whole district, whose reads are audited and recorded
+// as disclosures. ratio is registrar's throughput over the baseline's (target >= 0.5).
+// REGISTRAR_BENCH_NO_AUDIT=1 turns the audit trail off (to see what it costs; never a
+// reported figure) and REGISTRAR_BENCH_PROFILE=PREFIX writes CPU profiles.
+func BenchmarkEndpoints(b *testing.B) {
+	ctx := context.Background()
+	students := 10000
+	if s := os.Getenv("REGISTRAR_BENCH_STUDENTS"); s != "" {
+		students, _ = strconv.Atoi(s)
+	}
+	dir := b.TempDir()
+	cfg := gen.Defaults(students)
+	cfg.LineItemsPerClass = 0 // rostering only: the two endpoints read users and enrollments
+	if _, err := gen.WriteCSV(ctx, filepath.Join(dir, "pkg"), cfg); err != nil {
+		b.Fatal(err)
+	}
+	v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	dbPath := filepath.Join(dir, "registrar.db")
+	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: dbPath, Chain: "bench", Vault: v, Logger: log, NoAuditForBenchmarks: os.Getenv("REGISTRAR_BENCH_NO_AUDIT") != ""})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	if _, err := importer.New(st, log).Import(ctx, filepath.Join(dir, "pkg"), importer.Options{}); err != nil {
+		b.Fatal(err)
+	}
+
+	auth, err := authn.New(st, v, time.Hour, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := cache.NewMemory(cache.MemoryOptions{})
+	auth.SetVerifiedCache(c, 5*time.Minute)
+	secret, hash := authn.NewSecret()
+	client := records.Client{ID: vault.RandomID(), Name: "bench LMS", SecretHash: hash, Scopes: []string{authz.RosterCoreReadonly},
+		Orgs: []string{"*"}, LegalBasis: authz.BasisSchoolOfficial, ContractRef: "bench-1", Purpose: "benchmark"}
+	if err := st.Write(ctx, func(ctx context.Context, tx *sqlstore.Tx) error { return tx.PutClient(ctx, client) }); err != nil {
+		b.Fatal(err)
+	}
+	tok, err := auth.IssueClientToken(ctx, client.ID, secret, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := httpapi.New(httpapi.Options{Store: st, Auth: auth, Logger: log, Location: time.UTC, Cache: c})
+	srv := httptest.NewServer(s.Handler())
+	b.Cleanup(srv.Close)
+	base, err := bare.Start(ctx, dbPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(base.Close)
+
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=query_only(ON)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	sample := func(q string) []string {
+		rows, err := db.QueryContext(ctx, q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				b.Fatal(err)
+			}
+			out = append(out, id)
+		}
+		if len(out) == 0 {
+			b.Fatalf("no rows for %s", q)
+		}
+		return out
+	}
+	studentIDs := sample("SELECT user_id FROM user_roles WHERE role = 'student' ORDER BY user_id LIMIT 1000")
+	classIDs := sample("SELECT DISTINCT class_id FROM enrollments WHERE role = 'student' ORDER BY class_id LIMIT 300")
+	paths := func(prefix string, ids []string, suffix string) []string {
+		out := make([]string, len(ids))
+		for i, id := range ids {
+			out[i] = prefix + id + suffix
+		}
+		return out
+	}
+	const rost = "/ims/oneroster/rostering/v1p2"
+	const workers = 16
+	for _, ep := range []struct {
+		name, prefix, suffix string
+		ids                  []string
+	}{
+		{"GET /students/{id}", "/students/", "", studentIDs},
+		{"GET /classes/{id}/students", "/classes/", "/students", classIDs},
+	} {
+		b.Run(ep.name, func(b *testing.B) {
+			p := paths(ep.prefix, ep.ids, ep.suffix)
+			rp := paths(rost+ep.prefix, ep.ids, ep.suffix)
+			// Warm both (page cache, prepared statements, keys) before timing.
+			auditBenchLoad(b, srv.URL, tok.AccessToken, rp, len(rp), workers)
+			auditBenchLoad(b, base.URL, "", p, len(p), workers)
+			b.ResetTimer()
+			stop := profileRegistrar(b, ep.name)
+			reg, _ := auditBenchLoad(b, srv.URL, tok.AccessToken, rp, b.N, workers)
+			stop()
+			bareT, _ := auditBenchLoad(b, base.URL, "", p, b.N, workers)
+			b.ReportMetric(float64(b.N)/reg.Seconds(), "registrar-req/s")
+			b.ReportMetric(float64(b.N)/bareT.Seconds(), "baseline-req/s")
+			b.ReportMetric(bareT.Seconds()/reg.Seconds(), "ratio")
+		})
+	}
+}
+
+// profileRegistrar writes a CPU profile of registrar's half of a figure to
+// $REGISTRAR_BENCH_PROFILE-<endpoint>.prof when that variable is set (the package's
+// -cpuprofile would mix in the district's import and the baseline).
+func profileRegistrar(b *testing.B, name string) func() {
+	prefix := os.Getenv("REGISTRAR_BENCH_PROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + strings.NewReplacer("/", "_", " ", "_", "{", "", "}", "").Replace(name) + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}

@@ -1,0 +1,282 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"registrar/audit"
+	"registrar/records"
+)
+
+// The student index (audit_students) and the record of disclosures (disclosures) are
+// derived from the audit events, which carry every fact they hold: the students an
+// event names, and, for an event marked Disclosed, the party, legal basis, purpose,
+// resource, fields and whether 99.32 requires the entry. They are written behind the
+// trail, not in each request's transaction: a read's commit appends one event row,
+// while index rows for 30 students land on 30 scattered pages of a student-keyed
+// index, which at district scale made the index most of the cost of every audited
+// read (docs/audit.md, "The student index is written behind the trail").
+//
+// audit_indexed holds, per chain, the highest sequence number whose rows are written
+// (the watermark). The committer indexes its own chain's tail inside an ordinary batch
+// transaction every indexInterval or indexBatch events, sorting the rows by student so
+// that each index page is written once per run; anything that reads the index
+// (a record of disclosures, the trail filtered by student, verify, the purge) first
+// calls FlushAuditIndex, so no caller ever sees a lagging index. Because the rows are
+// derived, an index run after a crash writes exactly what the lost run would have:
+// the events are durable, and the watermark moves in the same transaction as the rows.
+const (
+	indexInterval = time.Second
+	indexBatch    = 8192
+)
+
+// migrationAuditIndex adds the watermark. Every event before it was indexed in its own
+// transaction, so each existing chain starts indexed to its head.
+func migrationAuditIndex(d dialect) []string {
+	return []string{
+		d.ddl(`CREATE TABLE audit_indexed (chain TEXT PRIMARY KEY, seq {{bigint}} NOT NULL)`),
+		`INSERT INTO audit_indexed (chain, seq) SELECT chain, MAX(seq) FROM audit_events GROUP BY chain`,
+	}
+}
+
+// indexRows is how many rows one multi-row INSERT of the index writes.
+const indexRows = 64
+
+var (
+	insertAuditStudentsMany = "INSERT INTO audit_students (chain, seq, student_id) VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", indexRows), ", ")
+	insertDisclosuresMany = "INSERT INTO disclosures (" + disclosureCols + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", indexRows), ", ")
+)
+
+// indexedEvent is what the index needs of an event's canonical body.
+type indexedEvent struct {
+	Time               time.Time `json:"time"`
+	PrincipalKind      string    `json:"principalKind"`
+	PrincipalID        string    `json:"principalId"`
+	ResourceType       string    `json:"resourceType"`
+	Students           []string  `json:"students"`
+	Fields             []string  `json:"fields"`
+	LegalBasis         string    `json:"legalBasis"`
+	Purpose            string    `json:"purpose"`
+	Disclosed          bool      `json:"disclosed"`
+	DisclosureRequired bool      `json:"disclosureRequired"`
+	RequestID          string    `json:"requestId"`
+}
+
+// ensureIndexed registers the committer's chain in audit_indexed, so that
+// FlushAuditIndex finds it, and reads where its index stands.
+func (c *committer) ensureIndexed(ctx context.Context) error {
+	if _, err := c.s.w.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_indexed (chain, seq) VALUES (?, 0) ON CONFLICT (chain) DO NOTHING"), c.chain); err != nil {
+		return fmt.Errorf("sqlstore: register the audit chain's index: %w", err)
+	}
+	if err := c.s.w.QueryRowContext(ctx, c.s.d.rebind("SELECT seq FROM audit_indexed WHERE chain = ?"), c.chain).Scan(&c.indexed); err != nil {
+		return fmt.Errorf("sqlstore: read the audit index watermark: %w", err)
+	}
+	c.indexedAt = c.s.now()
+	return nil
+}
+
+// indexDue says whether this batch should index the chain's tail.
+func (c *committer) indexDue(now time.Time) bool {
+	if c.s.audit.off {
+		return false
+	}
+	return c.indexWish || c.seq-c.indexed >= indexBatch || (c.seq > c.indexed && now.Sub(c.indexedAt) >= indexInterval)
+}
+
+// indexTail writes the index rows of the events after the watermark: of every chain
+// when the batch was asked to flush, else of the committer's own.
+func (c *committer) indexTail(ctx context.Context, tx *sql.Tx, now time.Time) error {
+	chains := []string{c.chain}
+	if c.indexWish {
+		var err error
+		if chains, err = c.indexedChains(ctx, tx); err != nil {
+			return err
+		}
+	}
+	for _, chain := range chains {
+		upTo, err := c.indexChain(ctx, tx, chain)
+		if err != nil {
+			return fmt.Errorf("index audit chain %s: %w", chain, err)
+		}
+		if chain == c.chain {
+			c.indexed = upTo
+		}
+	}
+	c.indexedAt = now
+	return nil
+}
+
+func (c *committer) indexedChains(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT chain FROM audit_indexed ORDER BY chain")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var ch string
+		if err := rows.Scan(&ch); err != nil {
+			return nil, err
+		}
+		out = append(out, ch)
+	}
+	return out, rows.Err()
+}
+
+// indexChain indexes one chain's events after its watermark and moves the watermark;
+// it returns the new watermark. On PostgreSQL the watermark row is locked first, so
+// two instances flushing the same chain write its rows once.
+func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (int64, error) {
+	q := "SELECT seq FROM audit_indexed WHERE chain = ?"
+	if c.s.d.name() == "postgres" {
+		q += " FOR UPDATE"
+	}
+	var from int64
+	if err := tx.QueryRowContext(ctx, c.s.d.rebind(q), chain).Scan(&from); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	rows, err := tx.QueryContext(ctx, c.s.d.rebind("SELECT seq, body FROM audit_events WHERE chain = ? AND seq > ? ORDER BY seq"), chain, from)
+	if err != nil {
+		return 0, err
+	}
+	type studentRow struct {
+		seq     int64
+		student string
+	}
+	type disclosureRow struct {
+		seq int64
+		d   Disclosure
+	}
+	var students []studentRow
+	var discl []disclosureRow
+	upTo := from
+	for rows.Next() {
+		var seq int64
+		var body string
+		if err := rows.Scan(&seq, &body); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		upTo = seq
+		if !strings.Contains(body, `"students":`) {
+			continue // names no student: nothing to index
+		}
+		var e indexedEvent
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			// The chain check names this event; the index cannot be derived from it.
+			rows.Close()
+			return 0, &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("event %s/%d does not decode: %w", chain, seq, err)}
+		}
+		for _, st := range e.Students {
+			students = append(students, studentRow{seq, st})
+			if e.Disclosed {
+				fields := e.Fields
+				if fields == nil {
+					fields = []string{}
+				}
+				discl = append(discl, disclosureRow{seq, Disclosure{Student: st, Time: e.Time, Chain: chain, Seq: seq, PartyKind: e.PrincipalKind, PartyID: e.PrincipalID,
+					LegalBasis: e.LegalBasis, Purpose: e.Purpose, ResourceType: e.ResourceType, Fields: fields, Required: e.DisclosureRequired, RequestID: e.RequestID}})
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if upTo == from {
+		return from, nil
+	}
+	// Sorted by student, each page of the student-keyed indexes is written once.
+	slices.SortFunc(students, func(a, b studentRow) int {
+		return cmp.Or(strings.Compare(a.student, b.student), cmp.Compare(a.seq, b.seq))
+	})
+	slices.SortFunc(discl, func(a, b disclosureRow) int {
+		return cmp.Or(strings.Compare(a.d.Student, b.d.Student), cmp.Compare(a.seq, b.seq))
+	})
+	args := make([]any, 0, indexRows*disclosureArgs)
+	flush := func(one, many string, width int) error {
+		for len(args) >= indexRows*width {
+			if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(many), args[:indexRows*width]...); err != nil {
+				return err
+			}
+			args = args[indexRows*width:]
+		}
+		for ; len(args) > 0; args = args[width:] {
+			if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(one), args[:width]...); err != nil {
+				return err
+			}
+		}
+		args = args[:0]
+		return nil
+	}
+	for _, r := range students {
+		args = append(args, chain, r.seq, r.student)
+	}
+	if err := flush(insertAuditStudent, insertAuditStudentsMany, 3); err != nil {
+		return 0, fmt.Errorf("student index: %w", err)
+	}
+	args = args[:0:cap(args)]
+	parties := map[string][2]string{}
+	for i := range discl {
+		d := &discl[i].d
+		if d.PartyKind == audit.KindClient {
+			p, ok := parties[d.PartyID]
+			if !ok {
+				var name string
+				var contract sql.NullString
+				err := tx.QueryRowContext(ctx, c.s.d.rebind(selectClientParty), d.PartyID).Scan(&name, &contract)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return 0, fmt.Errorf("disclosure party: %w", err)
+				}
+				p = [2]string{name, contract.String}
+				parties[d.PartyID] = p
+			}
+			d.PartyName, d.ContractRef = p[0], p[1]
+		}
+		fields, _ := json.Marshal(d.Fields) // a list of strings: cannot fail
+		required := 0
+		if d.Required {
+			required = 1
+		}
+		args = append(args, d.Student, records.FormatDateTime(d.Time), chain, d.Seq, d.PartyKind, d.PartyID, d.PartyName,
+			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID)
+	}
+	if err := flush(insertDisclosure, insertDisclosuresMany, disclosureArgs); err != nil {
+		return 0, fmt.Errorf("record of disclosures: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"), chain, upTo); err != nil {
+		return 0, fmt.Errorf("move the watermark: %w", err)
+	}
+	return upTo, nil
+}
+
+// FlushAuditIndex writes the student index and the record of disclosures of every
+// event appended so far, on every chain. Whatever reads them calls it first.
+func (s *Store) FlushAuditIndex(ctx context.Context) error {
+	if s.audit.off {
+		return nil
+	}
+	return s.Write(ctx, func(_ context.Context, t *Tx) error {
+		t.s.commit.indexWish = true
+		return nil
+	})
+}
+
+// indexWatermark is where chain's index stands in tx's snapshot.
+func (s *Store) indexWatermark(ctx context.Context, tx *sql.Tx, chain string) (int64, error) {
+	var seq int64
+	err := tx.QueryRowContext(ctx, s.d.rebind("SELECT seq FROM audit_indexed WHERE chain = ?"), chain).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return seq, err
+}

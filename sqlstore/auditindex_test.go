@@ -1,0 +1,91 @@
+package sqlstore_test
+
+import (
+	"fmt"
+	"testing"
+
+	"registrar/audit"
+	T "registrar/internal/testdistrict"
+	"registrar/sqlstore"
+)
+
+// TestStudentIndexFollowsTheTrail: the student index and the record of disclosures
+// are written behind the trail (auditindex.go). At every moment the rows present are
+// exactly those of the events up to the watermark; whatever reads them flushes first,
+// so a disclosure is visible as soon as the read that made it has answered; a second
+// instance (another chain on the same database) is indexed by a flush from the first;
+// verify checks everything; a closed store leaves its whole trail indexed.
+func TestStudentIndexFollowsTheTrail(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		o := eng.fresh(t)
+		o.Vault = newVault(t)
+		a := open(t, withChain(o, "a"))
+		if err := T.Load(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		b := open(t, withChain(o, "b"))
+		const n = 40
+		for i := 1; i <= n; i++ {
+			ev := audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "study", Action: "read", Outcome: audit.OK, LegalBasis: "studies", Purpose: "research",
+				ResourceType: "user", RequestID: fmt.Sprint("r", i), Students: []string{T.Minor, fmt.Sprintf("s%02d", i)}}
+			if i%4 == 0 {
+				ev.Disclosed, ev.DisclosureRequired, ev.Fields = true, true, []string{"givenName", "familyName"}
+			}
+			st := a
+			if i%2 == 0 {
+				st = b
+			}
+			if err := st.Audit(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+			// The invariant, unflushed: rows for exactly the events up to the watermark.
+			for _, chain := range []string{"a", "b"} {
+				w := count(t, a, "SELECT COALESCE(MAX(seq), 0) FROM audit_indexed WHERE chain = ?", chain)
+				rows := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = ?", chain)
+				want := count(t, a, "SELECT COUNT(*) FROM audit_events WHERE chain = ? AND seq <= ? AND body LIKE '%\"students\":%'", chain, w) * 2
+				if rows != want {
+					t.Fatalf("after event %d, chain %s: %d index rows for the events up to the watermark %d, want %d", i, chain, rows, w, want)
+				}
+				if extra := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = ? AND seq > ?", chain, w); extra != 0 {
+					t.Fatalf("chain %s: %d index rows beyond the watermark", chain, extra)
+				}
+			}
+		}
+		// A flush by a: both chains indexed, b's included.
+		ds, err := a.Disclosures(ctx, T.Minor, 100, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != n/4 {
+			t.Fatalf("the minor's record of disclosures has %d entries, want %d", len(ds), n/4)
+		}
+		if d := ds[0]; d.RequestID != "r40" || d.Chain != "b" || !d.Required || d.Purpose != "research" || len(d.Fields) != 2 {
+			t.Fatalf("newest entry: %+v", d)
+		}
+		for _, chain := range []string{"a", "b"} {
+			if got := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = ?", chain); got != n {
+				t.Fatalf("chain %s: %d index rows after the flush, want %d", chain, got, n)
+			}
+		}
+		rep, err := a.Verify(ctx, sqlstore.VerifyOptions{})
+		if err != nil || rep.Disclosures != n/4*2 {
+			t.Fatalf("verify: %+v, %v; want %d disclosures", rep, err, n/4*2)
+		}
+		// Events after the flush, then close: the closed store indexed them.
+		for i := 0; i < 3; i++ {
+			if err := b.Audit(ctx, event("late", T.Eligible)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		head := count(t, a, "SELECT MAX(seq) FROM audit_events WHERE chain = 'b'")
+		if w := count(t, a, "SELECT seq FROM audit_indexed WHERE chain = 'b'"); w != head {
+			t.Fatalf("chain b closed with its index at %d, head %d", w, head)
+		}
+		if got := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE student_id = ?", T.Eligible); got != 3 {
+			t.Fatalf("the eligible student's late events: %d index rows, want 3", got)
+		}
+	})
+}
