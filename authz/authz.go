@@ -2,8 +2,9 @@
 //
 // A principal (an API client or a person) is resolved once per request into a Scope:
 // the relationships that give it a legitimate educational interest (the classes a
-// teacher teaches, the schools an administrator runs, the children of a parent who are
-// not yet eligible students, the orgs a vendor serves). The Scope then yields, for
+// teacher teaches, the schools an administrator runs, a counselor's caseload, the
+// children of a parent who are not yet eligible students or are recorded as the
+// parent's dependents, the orgs a vendor serves). The Scope then yields, for
 // each entity, a SQL predicate that the store joins into every query, so lists,
 // counts and nested paths see exactly the rows the principal may see; and, for each
 // field, whether the principal may read it. The rules are the table in policy.go.
@@ -93,7 +94,20 @@ type Directory interface {
 	// Roots returns, of orgs, those that have no parent (districts and above) and,
 	// for the others, all their descendants.
 	ExpandOrgs(ctx context.Context, orgs []string) (all []string, root bool, err error)
+	// Caseload returns the students of a counselor's caseload (none: no caseload set).
+	Caseload(ctx context.Context, counselor string) ([]string, error)
+	// Dependents returns the students the district records as dependents of guardian
+	// (34 CFR 99.31(a)(8)).
+	Dependents(ctx context.Context, guardian string) ([]string, error)
 }
+
+// The change-log entities of the data Resolve reads beyond OneRoster: the store logs
+// a change of a caseload or a dependency flag under these names, and the scope cache
+// watches them (with users, demographics and orgs) to know when a scope is stale.
+const (
+	ChangeCaseload  = "caseload"  // sourcedId: the counselor
+	ChangeDependent = "dependent" // sourcedId: the student
+)
 
 // AllOrgs, as a client's only org, registers the client for every org of the
 // installation (every district and everything under them).
@@ -111,6 +125,12 @@ type Scope struct {
 	Teacher      string   // user id: sees the classes they teach
 	Students     []string // explicit student ids (a parent's minor children; a student's self)
 	Self         string
+	// Caseload is a counselor's caseload, and CaseloadOrgs the orgs (with their
+	// descendants) of the counselor roles it applies to: such a counselor sees, of
+	// the students of CaseloadOrgs, only those of Caseload. A counselor without a
+	// caseload is a school official of their schools (Orgs).
+	Caseload     []string
+	CaseloadOrgs []string
 	// Eligible lists the principal's children who are eligible students: shown so that
 	// the API can say why access ended.
 	Eligible []string
@@ -127,6 +147,7 @@ const (
 	classTeacher  = "teacher"
 	classGuardian = "guardian"
 	classStudent  = "student"
+	classCaseload = "caseload" // a counselor with a caseload: the school rules, narrowed to the caseload's students
 )
 
 var roleClass = map[string]string{
@@ -164,13 +185,19 @@ func Resolve(ctx context.Context, dir Directory, p *Principal, today time.Time) 
 		s.deny = true
 		return s, nil
 	}
-	var orgs []string
+	var orgs, counselorOrgs []string
 	for _, r := range roles {
 		if !activeOn(r, today) {
 			continue
 		}
 		c := roleClass[r.Role]
 		if c == "" {
+			continue
+		}
+		if r.Role == "counselor" {
+			// A school official whose students may be narrowed to a caseload: decided
+			// below, once every role is known.
+			counselorOrgs = append(counselorOrgs, r.Org)
 			continue
 		}
 		s.kinds[c] = true
@@ -187,11 +214,30 @@ func Resolve(ctx context.Context, dir Directory, p *Principal, today time.Time) 
 			s.Students = append(s.Students, p.ID)
 		}
 	}
+	if len(counselorOrgs) > 0 {
+		caseload, err := dir.Caseload(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(caseload) == 0 {
+			s.kinds[classSchool] = true
+			orgs = append(orgs, counselorOrgs...)
+		} else {
+			all, _, err := dir.ExpandOrgs(ctx, counselorOrgs)
+			if err != nil {
+				return nil, err
+			}
+			s.kinds[classCaseload] = true
+			s.Caseload, s.CaseloadOrgs = caseload, all
+		}
+	}
 	if s.kinds[classGuardian] {
 		kids, err := dir.Agents(ctx, p.ID)
 		if err != nil {
 			return nil, err
 		}
+		var dependents []string
+		dependentsRead := false
 		for _, kid := range kids {
 			kr, _, err := dir.UserRoles(ctx, kid)
 			if err != nil {
@@ -205,8 +251,18 @@ func Resolve(ctx context.Context, dir Directory, p *Principal, today time.Time) 
 				return nil, err
 			}
 			if Eligible(birth, grades, today) {
-				s.Eligible = append(s.Eligible, kid)
-				continue
+				// 34 CFR 99.31(a)(8): the parent of a dependent student (IRS sense)
+				// keeps access, when the district has recorded the dependency.
+				if !dependentsRead {
+					if dependents, err = dir.Dependents(ctx, p.ID); err != nil {
+						return nil, err
+					}
+					dependentsRead = true
+				}
+				if !slices.Contains(dependents, kid) {
+					s.Eligible = append(s.Eligible, kid)
+					continue
+				}
 			}
 			s.Students = append(s.Students, kid)
 		}

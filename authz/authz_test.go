@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -79,7 +80,17 @@ type fakeDirectory struct {
 	birth    map[string]string
 	grades   map[string][]string
 	parent   map[string]string // org -> parent org
+	caseload map[string][]string
+	depends  map[string][]string // guardian -> dependent students
 	err      error
+}
+
+func (d *fakeDirectory) Caseload(_ context.Context, id string) ([]string, error) {
+	return d.caseload[id], d.err
+}
+
+func (d *fakeDirectory) Dependents(_ context.Context, id string) ([]string, error) {
+	return d.depends[id], d.err
 }
 
 func (d *fakeDirectory) UserRoles(_ context.Context, id string) ([]records.Role, bool, error) {
@@ -136,12 +147,19 @@ func newFakeDirectory() *fakeDirectory {
 			"future":    {{RoleType: "primary", Role: "principal", Org: "sa", BeginDate: "2027-01-01"}},
 			"disabled":  {role("teacher", "sa")},
 			"both":      {role("teacher", "sa"), role("parent", "sa")},
+			"casecoun":  {role("counselor", "sa")},
+			"casepri":   {role("counselor", "sa"), role("principal", "sb")},
+			"depparent": {role("guardian", "sa")},
 		},
 		disabled: map[string]bool{"disabled": true},
-		agents:   map[string][]string{"parent": {"minor", "adult", "college", "teacher"}, "relative": {"minor"}, "both": {"minor"}},
-		birth:    map[string]string{"minor": "2012-03-01", "adult": "2008-09-15", "college": "2010-01-01"},
-		grades:   map[string][]string{"college": {"PS"}},
-		parent:   map[string]string{"sa": "d", "sb": "d", "sc": "d2"},
+		agents:   map[string][]string{"parent": {"minor", "adult", "college", "teacher"}, "relative": {"minor"}, "both": {"minor"}, "depparent": {"minor", "adult", "college"}},
+		caseload: map[string][]string{"casecoun": {"minor", "adult"}, "casepri": {"minor"}},
+		// adult is a dependent of depparent; minor is flagged too (a flag recorded
+		// before the 18th birthday); "teacher" is not a child of depparent at all.
+		depends: map[string][]string{"depparent": {"adult", "minor", "teacher"}, "parent": nil},
+		birth:   map[string]string{"minor": "2012-03-01", "adult": "2008-09-15", "college": "2010-01-01"},
+		grades:  map[string][]string{"college": {"PS"}},
+		parent:  map[string]string{"sa": "d", "sb": "d", "sc": "d2"},
 	}
 }
 
@@ -162,10 +180,15 @@ func TestResolve(t *testing.T) {
 		students     []string
 		eligible     []string
 		teacher      string
+		caseload     []string
+		caseloadOrgs []string
 	}{
 		{name: "a district administrator covers the district's orgs and is not unrestricted", p: user("admin"), orgs: []string{"d", "sa", "sb"}, admin: true},
 		{name: "a principal covers the school", p: user("principal"), orgs: []string{"sa"}},
-		{name: "a counselor covers the school", p: user("counselor"), orgs: []string{"sa"}},
+		{name: "a counselor without a caseload covers the school", p: user("counselor"), orgs: []string{"sa"}},
+		{name: "a counselor with a caseload covers the caseload within the school, not the school", p: user("casecoun"), caseload: []string{"minor", "adult"}, caseloadOrgs: []string{"sa"}},
+		{name: "a counselor with a caseload who is a principal elsewhere covers that school and the caseload", p: user("casepri"), orgs: []string{"sb"}, caseload: []string{"minor"}, caseloadOrgs: []string{"sa"}},
+		{name: "a guardian keeps an eligible student recorded as a dependent, and only children", p: user("depparent"), students: []string{"minor", "adult"}, eligible: []string{"college"}},
 		{name: "a teacher is a teacher", p: user("teacher"), teacher: "teacher"},
 		{name: "an aide is a teacher", p: user("aide"), teacher: "aide"},
 		{name: "a parent holds the minor children only, and not agents who are not students", p: user("parent"), students: []string{"minor"}, eligible: []string{"adult", "college"}},
@@ -205,6 +228,9 @@ func TestResolve(t *testing.T) {
 			if !slices.Equal(s.Eligible, tc.eligible) {
 				t.Errorf("Eligible = %v, want %v", s.Eligible, tc.eligible)
 			}
+			if !slices.Equal(s.Caseload, tc.caseload) || !slices.Equal(s.CaseloadOrgs, tc.caseloadOrgs) {
+				t.Errorf("Caseload = %v over %v, want %v over %v", s.Caseload, s.CaseloadOrgs, tc.caseload, tc.caseloadOrgs)
+			}
 			if s.Teacher != tc.teacher {
 				t.Errorf("Teacher = %q, want %q", s.Teacher, tc.teacher)
 			}
@@ -235,7 +261,7 @@ func TestResolvePassesDirectoryErrorsOn(t *testing.T) {
 func TestRowsPlaceholdersMatchArguments(t *testing.T) {
 	t.Parallel()
 	today := day("2026-09-15")
-	for _, id := range []string{"admin", "principal", "teacher", "parent", "minor", "both", "adult"} {
+	for _, id := range []string{"admin", "principal", "teacher", "parent", "minor", "both", "adult", "casecoun", "casepri", "depparent"} {
 		s, err := Resolve(context.Background(), newFakeDirectory(), &Principal{Kind: "user", ID: id}, today)
 		if err != nil {
 			t.Fatal(err)
@@ -309,6 +335,8 @@ func TestHidden(t *testing.T) {
 		{&Principal{Kind: "user", ID: "both"}, "identifier", false}, // the teacher in them may
 		{&Principal{Kind: "client", Orgs: []string{"sa"}}, "userIds", false},
 		{&Principal{Kind: "user", ID: "disabled"}, "givenName", true},
+		{&Principal{Kind: "user", ID: "casecoun"}, "userIds", false}, // a school official, whose students are narrowed
+		{&Principal{Kind: "user", ID: "depparent"}, "identifier", true},
 	}
 	for _, tc := range tests {
 		name := tc.who.Kind + " " + tc.who.ID + " reading user." + tc.field
@@ -364,6 +392,9 @@ func TestCanReadAndWrite(t *testing.T) {
 		{"a district administrator writes categories", scope(&Principal{Kind: "user", ID: "admin"}).CanWrite(records.Category, WritePut), true},
 		{"a district administrator reads demographics", scope(&Principal{Kind: "user", ID: "admin"}).CanRead(records.Demographics), true},
 		{"a principal is no administrator", scope(&Principal{Kind: "user", ID: "principal"}).Admin(), false},
+		{"a counselor with a caseload reads demographics", scope(&Principal{Kind: "user", ID: "casecoun"}).CanRead(records.Demographics), true},
+		{"a counselor with a caseload writes results", scope(&Principal{Kind: "user", ID: "casecoun"}).CanWrite(records.Result, WritePut), true},
+		{"a counselor with a caseload is no administrator", scope(&Principal{Kind: "user", ID: "casecoun"}).Admin(), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -393,5 +424,33 @@ func TestExpandScope(t *testing.T) {
 				t.Errorf("ExpandScope(%q) = %q, %v, want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+// A scope through the cache's codec answers as the scope it was: the caseload and the
+// dependency-flagged children included (a lost field would widen or narrow a cached
+// counselor's or parent's rows).
+func TestScopeCodecKeepsCaseloadsAndDependents(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"casecoun", "casepri", "depparent", "parent", "admin"} {
+		p := &Principal{Kind: "user", ID: id}
+		s, err := Resolve(context.Background(), newFakeDirectory(), p, day("2026-09-15"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := UnmarshalScope(b, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range records.Entities {
+			want, have := s.Rows(e), got.Rows(e)
+			if want.SQL != have.SQL || fmt.Sprint(want.Args) != fmt.Sprint(have.Args) {
+				t.Errorf("%s on %s: decoded scope gives %q %v, want %q %v", id, e.Name, have.SQL, have.Args, want.SQL, want.Args)
+			}
+		}
 	}
 }

@@ -18,6 +18,10 @@ import (
 //	{SC} the classes of those students (active enrollments)       subquery over {S}
 //	{U}  the principal's own user id
 //	{T}  today, in the district's time zone
+//	{KO} a counselor's caseload orgs (the orgs of their counselor roles)  IN-list
+//	{KS} the caseload's students who hold a student role in {KO}   subquery
+//	{KU} the people of {KO} a counselor with a caseload sees: {KS}, and everyone with
+//	     a role in {KO} other than student, parent, guardian or relative (staff)  subquery
 //
 // An enrollment is active while its status is active and its endDate (inclusive) has
 // not passed; one that has not begun yet counts, so a teacher can prepare a roster.
@@ -28,7 +32,10 @@ import (
 // httpapi/authz_bench_test.go).
 // An empty cell means "nothing". Unrestricted principals see every row. A principal
 // with several classes (a teacher who is also a parent) sees the union. District
-// administrators hold the school class over their district's orgs.
+// administrators hold the school class over their district's orgs. A counselor
+// without a caseload holds the school class over their schools; with one, the
+// caseload class: the school's rules with every row about a student narrowed to the
+// caseload's students (and the school's staff), never reaching outside {KO}.
 // docs/access-control.md is this table in prose; change both together.
 var policy = map[string]map[string]string{
 	"org": {
@@ -36,27 +43,31 @@ var policy = map[string]map[string]string{
 		classTeacher:  "t.sourced_id IN (SELECT r.org_id FROM user_roles r WHERE r.user_id = {U}) OR t.sourced_id IN (SELECT o.parent_id FROM orgs o JOIN user_roles r ON r.org_id = o.sourced_id WHERE r.user_id = {U})",
 		classGuardian: "t.sourced_id IN (SELECT r.org_id FROM user_roles r WHERE r.user_id IN {S})",
 		classStudent:  "t.sourced_id IN (SELECT r.org_id FROM user_roles r WHERE r.user_id = {U})",
+		classCaseload: "t.sourced_id IN {KO} OR t.sourced_id IN (SELECT o.parent_id FROM orgs o WHERE o.sourced_id IN {KO})",
 	},
-	"academicSession": {classSchool: "1=1", classTeacher: "1=1", classGuardian: "1=1", classStudent: "1=1"},
-	"category":        {classSchool: "1=1", classTeacher: "1=1", classGuardian: "1=1", classStudent: "1=1"},
-	"resource":        {classSchool: "1=1", classTeacher: "1=1"},
+	"academicSession": {classSchool: "1=1", classTeacher: "1=1", classGuardian: "1=1", classStudent: "1=1", classCaseload: "1=1"},
+	"category":        {classSchool: "1=1", classTeacher: "1=1", classGuardian: "1=1", classStudent: "1=1", classCaseload: "1=1"},
+	"resource":        {classSchool: "1=1", classTeacher: "1=1", classCaseload: "1=1"},
 	"course": {
 		classSchool:   "t.org_id IN {O} OR t.org_id IN (SELECT o.parent_id FROM orgs o WHERE o.sourced_id IN {O})",
 		classTeacher:  "t.sourced_id IN (SELECT c.course_id FROM classes c WHERE c.sourced_id IN {C})",
 		classGuardian: "t.sourced_id IN (SELECT c.course_id FROM classes c WHERE c.sourced_id IN {SC})",
 		classStudent:  "t.sourced_id IN (SELECT c.course_id FROM classes c WHERE c.sourced_id IN {SC})",
+		classCaseload: "t.org_id IN {KO} OR t.org_id IN (SELECT o.parent_id FROM orgs o WHERE o.sourced_id IN {KO})",
 	},
 	"class": {
 		classSchool:   "t.school_id IN {O}",
 		classTeacher:  "t.sourced_id IN {C}",
 		classGuardian: "t.sourced_id IN {SC}",
 		classStudent:  "t.sourced_id IN {SC}",
+		classCaseload: "t.school_id IN {KO}",
 	},
 	"user": {
 		classSchool:   "t.sourced_id IN (SELECT r.user_id FROM user_roles r WHERE r.org_id IN {O})",
 		classTeacher:  "t.sourced_id = {U} OR t.sourced_id IN {CM}",
 		classGuardian: "t.sourced_id = {U} OR t.sourced_id IN {S} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {SC} AND e.role = 'teacher' AND e.status = 'active' AND (e.end_date IS NULL OR e.end_date >= {T}))",
 		classStudent:  "t.sourced_id = {U} OR t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id IN {SC} AND e.role = 'teacher' AND e.status = 'active' AND (e.end_date IS NULL OR e.end_date >= {T}))",
+		classCaseload: "t.sourced_id IN {KU}",
 	},
 	// Demographics: administrators and counselors of the student's school; a parent for
 	// a minor child; the student. Teachers do not see demographics: a legitimate
@@ -65,6 +76,7 @@ var policy = map[string]map[string]string{
 		classSchool:   "t.sourced_id IN (SELECT r.user_id FROM user_roles r WHERE r.org_id IN {O})",
 		classGuardian: "t.sourced_id IN {S}",
 		classStudent:  "t.sourced_id = {U}",
+		classCaseload: "t.sourced_id IN {KU}",
 	},
 	// A teacher sees the active enrollments of the classes they teach: not those of a
 	// student who has left the class.
@@ -73,18 +85,21 @@ var policy = map[string]map[string]string{
 		classTeacher:  "t.sourced_id IN {CE}",
 		classGuardian: "t.user_id IN {S}",
 		classStudent:  "t.user_id = {U}",
+		classCaseload: "t.school_id IN {KO} AND t.user_id IN {KU}",
 	},
 	"lineItem": {
 		classSchool:   "t.school_id IN {O}",
 		classTeacher:  "t.class_id IN {C}",
 		classGuardian: "t.class_id IN {SC}",
 		classStudent:  "t.class_id IN {SC}",
+		classCaseload: "t.school_id IN {KO}",
 	},
 	"scoreScale": {
 		classSchool:   "t.class_id IN (SELECT c.sourced_id FROM classes c WHERE c.school_id IN {O})",
 		classTeacher:  "t.class_id IN {C}",
 		classGuardian: "t.class_id IN {SC}",
 		classStudent:  "t.class_id IN {SC}",
+		classCaseload: "t.class_id IN (SELECT c.sourced_id FROM classes c WHERE c.school_id IN {KO})",
 	},
 	// A teacher sees the results of their classes' line items for the students who are
 	// (still) actively enrolled in that class, and may write only those.
@@ -94,18 +109,21 @@ var policy = map[string]map[string]string{
 			" WHERE l.sourced_id = t.line_item_id AND e.user_id = t.student_id AND e.role = 'student' AND e.status = 'active' AND (e.end_date IS NULL OR e.end_date >= {T}))",
 		classGuardian: "t.student_id IN {S}",
 		classStudent:  "t.student_id = {U}",
+		classCaseload: "t.student_id IN {KS} AND t.line_item_id IN (SELECT l.sourced_id FROM line_items l WHERE l.school_id IN {KO})",
 	},
 	"assessmentLineItem": {
 		classSchool:   "t.class_id IS NULL OR t.class_id IN (SELECT c.sourced_id FROM classes c WHERE c.school_id IN {O})",
 		classTeacher:  "t.class_id IN {C}",
 		classGuardian: "t.class_id IN {SC}",
 		classStudent:  "t.class_id IN {SC}",
+		classCaseload: "t.class_id IS NULL OR t.class_id IN (SELECT c.sourced_id FROM classes c WHERE c.school_id IN {KO})",
 	},
 	"assessmentResult": {
 		classSchool:   "t.student_id IN (SELECT r.user_id FROM user_roles r WHERE r.org_id IN {O})",
 		classTeacher:  "t.student_id IN {CS}",
 		classGuardian: "t.student_id IN {S}",
 		classStudent:  "t.student_id = {U}",
+		classCaseload: "t.student_id IN {KS}",
 	},
 }
 
@@ -122,22 +140,22 @@ var policy = map[string]map[string]string{
 // phone numbers are not theirs to read, and the field policy cannot tell rows apart.
 var readers = map[string]map[string][]string{
 	"user": {
-		"userIds":    {classSchool},
-		"identifier": {classSchool, classTeacher},
-		"phone":      {classSchool, classTeacher},
-		"sms":        {classSchool, classTeacher},
+		"userIds":    {classSchool, classCaseload},
+		"identifier": {classSchool, classCaseload, classTeacher},
+		"phone":      {classSchool, classCaseload, classTeacher},
+		"sms":        {classSchool, classCaseload, classTeacher},
 	},
 }
 
 // writable says which classes of person may write each gradebook entity (within
 // their row scope). Clients write with the gradebook/assessment write scopes.
 var writable = map[string][]string{
-	"lineItem":           {classTeacher, classSchool},
-	"result":             {classTeacher, classSchool},
-	"category":           {classSchool},
-	"scoreScale":         {classTeacher, classSchool},
-	"assessmentLineItem": {classSchool},
-	"assessmentResult":   {classTeacher, classSchool},
+	"lineItem":           {classTeacher, classSchool, classCaseload},
+	"result":             {classTeacher, classSchool, classCaseload},
+	"category":           {classSchool, classCaseload},
+	"scoreScale":         {classTeacher, classSchool, classCaseload},
+	"assessmentLineItem": {classSchool, classCaseload},
+	"assessmentResult":   {classTeacher, classSchool, classCaseload},
 }
 
 // Deny is the predicate that matches nothing.
@@ -154,7 +172,7 @@ func (s *Scope) Rows(e *records.Entity) records.Predicate {
 	cells := policy[e.Name]
 	var parts []string
 	var args []any
-	for _, class := range []string{classSchool, classTeacher, classGuardian, classStudent} {
+	for _, class := range []string{classSchool, classCaseload, classTeacher, classGuardian, classStudent} {
 		if !s.kinds[class] {
 			continue
 		}
@@ -240,6 +258,28 @@ func (s *Scope) expand(tmpl string) (string, []any, bool) {
 				}
 				b.WriteString("(SELECT " + col + " FROM enrollments tc JOIN enrollments e ON e.class_id = tc.class_id WHERE " + teaches + " AND " + active + role + ")")
 				args = append(args, s.Teacher, s.today, s.today)
+			}
+		case "KO", "KS", "KU":
+			if len(s.CaseloadOrgs) == 0 || len(s.Caseload) == 0 {
+				return "", nil, false
+			}
+			orgs := inList(len(s.CaseloadOrgs))
+			switch name {
+			case "KO":
+				b.WriteString(orgs)
+			case "KS":
+				b.WriteString("(SELECT kr.user_id FROM user_roles kr WHERE kr.org_id IN " + orgs + " AND kr.role = 'student' AND kr.user_id IN " + inList(len(s.Caseload)) + ")")
+			case "KU":
+				b.WriteString("(SELECT kr.user_id FROM user_roles kr WHERE kr.org_id IN " + orgs +
+					" AND (kr.role NOT IN ('student', 'parent', 'guardian', 'relative') OR kr.role = 'student' AND kr.user_id IN " + inList(len(s.Caseload)) + "))")
+			}
+			for _, o := range s.CaseloadOrgs {
+				args = append(args, o)
+			}
+			if name != "KO" {
+				for _, k := range s.Caseload {
+					args = append(args, k)
+				}
 			}
 		case "T":
 			b.WriteString("?")

@@ -90,6 +90,36 @@ func TestCachedAccessEndsAtOnce(t *testing.T) {
 			h.put(records.Demographics, testdistrict.Eligible, func(o records.Object) { o["birthDate"] = "2012-01-01" })
 			expect(t, h, student+testdistrict.Eligible, tok, 200)
 		}},
+		{"a counselor given a caseload loses the school's other students, and gets them back when it is cleared", func(t *testing.T, h *harness, warm func(string, string, int)) {
+			tok := h.user(testdistrict.Counselor)
+			warm(student+testdistrict.Eligible, tok, 200)
+			h.write(func(ctx context.Context, tx *sqlstore.Tx) error {
+				_, err := tx.SetCaseload(ctx, testdistrict.Counselor, []string{testdistrict.Minor}, "user:"+testdistrict.Admin)
+				return err
+			})
+			expect(t, h, student+testdistrict.Eligible, tok, 404)
+			warm(student+testdistrict.Minor, tok, 200)
+			h.write(func(ctx context.Context, tx *sqlstore.Tx) error {
+				_, err := tx.ClearCaseload(ctx, testdistrict.Counselor)
+				return err
+			})
+			expect(t, h, student+testdistrict.Eligible, tok, 200)
+		}},
+		{"a dependency flag gives a parent back an eligible student, and its removal takes it away", func(t *testing.T, h *harness, warm func(string, string, int)) {
+			tok := h.user(testdistrict.Guardian2)
+			warm(student+testdistrict.Eligible, tok, 404)
+			h.write(func(ctx context.Context, tx *sqlstore.Tx) error {
+				_, _, err := tx.SetDependent(ctx, testdistrict.Eligible, testdistrict.Guardian2, "user:"+testdistrict.Admin)
+				return err
+			})
+			expect(t, h, student+testdistrict.Eligible, tok, 200)
+			warm(student+testdistrict.Eligible, tok, 200)
+			h.write(func(ctx context.Context, tx *sqlstore.Tx) error {
+				_, err := tx.ClearDependent(ctx, testdistrict.Eligible, testdistrict.Guardian2)
+				return err
+			})
+			expect(t, h, student+testdistrict.Eligible, tok, 404)
+		}},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -112,6 +142,15 @@ func TestCachedAccessEndsAtOnce(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// write runs fn as a write of the store, as the API's caseload and dependency
+// routes do.
+func (h *harness) write(fn func(context.Context, *sqlstore.Tx) error) {
+	h.t.Helper()
+	if err := h.store.Write(context.Background(), fn); err != nil {
+		h.t.Fatal(err)
 	}
 }
 

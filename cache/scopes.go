@@ -24,10 +24,12 @@ type Change struct {
 type ChangeLog func(ctx context.Context, after int64, limit int) ([]Change, error)
 
 // RosterEntities are the entities authz.Resolve reads through its Directory: a
-// user's roles, status and agents (users), a student's birth date (demographics)
-// and the org tree (orgs). Enrollments, classes and the rest are not part of a
-// Scope: the store evaluates them in SQL on every query.
-var RosterEntities = []string{records.User.Name, records.Demographics.Name, records.Org.Name}
+// user's roles, status and agents (users), a student's birth date (demographics),
+// the org tree (orgs), and registrar's own counselors' caseloads and dependency
+// flags (logged under authz.ChangeCaseload and authz.ChangeDependent). Enrollments,
+// classes and the rest are not part of a Scope: the store evaluates them in SQL on
+// every query.
+var RosterEntities = []string{records.User.Name, records.Demographics.Name, records.Org.Name, authz.ChangeCaseload, authz.ChangeDependent}
 
 // Generations tells the store's roster generation: the id of the newest change to
 // a roster entity. It reads the change log from where it last stopped, so in the
@@ -106,9 +108,10 @@ func (g *Generations) read(ctx context.Context, page int) (gen int64, full bool,
 
 // Scopes resolves principals into scopes through a cache. A scope is kept under a
 // key made of everything it was computed from: the principal's kind, id and orgs,
-// the date, and the roster generation. A write to a user, a demographics record or
-// an org moves the generation, so the next request misses and resolves afresh; the
-// TTL bounds what a missed change (none known) could cost.
+// the date, and the roster generation. A write to a user, a demographics record, an
+// org, a caseload or a dependency flag moves the generation, so the next request
+// misses and resolves afresh; the TTL bounds what a missed change (none known) could
+// cost.
 //
 // Reading the generation is a store query itself, so a principal whose scope takes
 // one store query (a teacher, a student: their roles) is resolved directly: the
@@ -202,6 +205,16 @@ func (c *counting) Agents(ctx context.Context, id string) ([]string, error) {
 func (c *counting) Birth(ctx context.Context, id string) (string, []string, error) {
 	c.queries += 2 // the grades, then the sealed birth date (and its decryption)
 	return c.Directory.Birth(ctx, id)
+}
+
+func (c *counting) Caseload(ctx context.Context, counselor string) ([]string, error) {
+	c.queries++
+	return c.Directory.Caseload(ctx, counselor)
+}
+
+func (c *counting) Dependents(ctx context.Context, guardian string) ([]string, error) {
+	c.queries++
+	return c.Directory.Dependents(ctx, guardian)
 }
 
 func (c *counting) ExpandOrgs(ctx context.Context, orgs []string) ([]string, bool, error) {

@@ -206,6 +206,7 @@ func (s *Server) v1Routes() []*route {
 	out = append(out, s.auditRoutes()...)
 	out = append(out, s.studentRoutes()...)
 	out = append(out, s.changesRoutes()...)
+	out = append(out, s.caseloadRoutes()...)
 	return out
 }
 
@@ -215,7 +216,7 @@ func (s *Server) meRoutes() []*route {
 		{method: "GET", pattern: "/v1/me", op: "me", noAudit: true, h: func(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 			writeJSON(w, http.StatusOK, map[string]any{
 				"kind": rc.p.Kind, "id": rc.p.ID, "scopes": rc.p.Scopes, "legalBasis": rc.p.LegalBasis,
-				"unrestricted": rc.scope.Unrestricted, "orgs": rc.scope.Orgs, "students": len(rc.scope.Students),
+				"unrestricted": rc.scope.Unrestricted, "orgs": rc.scope.Orgs, "students": len(rc.scope.Students), "caseload": len(rc.scope.Caseload),
 			})
 		}},
 	}

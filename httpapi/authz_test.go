@@ -119,6 +119,21 @@ func newAZHarness(t *testing.T, o azOptions) *azHarness {
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	x.harness = &harness{t: t, store: st, auth: auth, srv: srv, logs: logs}
+	if o.extra {
+		// registrar's own authorization data, set as a district administrator does.
+		admin := x.user(testdistrict.Admin)
+		body, _ := json.Marshal(map[string][]string{"students": azCaseload})
+		if r := x.do("PUT", "/v1/counselors/"+azCounselorCL+"/caseload", admin, string(body)); r.status != 201 {
+			t.Fatalf("set the caseload: got %d: %s", r.status, r.body)
+		}
+		for student, guardians := range azDependents {
+			for _, g := range guardians {
+				if r := x.do("PUT", "/v1/students/"+student+"/dependents/"+g, admin, ""); r.status != 201 {
+					t.Fatalf("record the dependency of %s on %s: got %d: %s", student, g, r.status, r.body)
+				}
+			}
+		}
+	}
 	return x
 }
 
@@ -144,7 +159,17 @@ const (
 	azAREligible      = "ar-eligible"
 	azARB             = "ar-b"
 	azARC             = "ar-c"
+	azCounselorCL     = "user-counselor-caseload" // a counselor of school A with a caseload (azCaseload)
+	azGuardianDep     = "user-guardian-dependent" // a second parent of Eligible, who records Eligible as a dependent
 )
+
+// azCaseload is azCounselorCL's caseload: a student of school A, and a student of
+// school B, outside the counselor's school (who must stay out of sight).
+var azCaseload = []string{testdistrict.Minor, testdistrict.StudentB}
+
+// azDependents: the dependency flags recorded (student -> guardians). Guardian2, the
+// other parent of Eligible, has none.
+var azDependents = map[string][]string{testdistrict.Eligible: {azGuardianDep}}
 
 func azExtra() []azObject {
 	active := func(o records.Object) records.Object { o["status"] = records.StatusActive; return o }
@@ -159,7 +184,18 @@ func azExtra() []azObject {
 		return azObject{records.AssessmentResult, active(records.Object{"sourcedId": id, "assessmentLineItem": ali, "student": student,
 			"score": 50.0, "scoreDate": "2026-09-10", "scoreStatus": "fully graded", "comment": "noted " + testdistrict.Canary})}
 	}
+	person := func(id, role string, agents []string) azObject {
+		o := records.Object{"sourcedId": id, "givenName": "Extra", "familyName": id, "enabledUser": "true", "username": id,
+			"email": id + "." + testdistrict.Canary + "@example.org", "identifier": "SID-" + id + "-" + testdistrict.Canary,
+			"roles": []records.Role{{RoleType: "primary", Role: role, Org: testdistrict.SchoolA}}, "primaryOrg": testdistrict.SchoolA}
+		if agents != nil {
+			o["agents"] = agents
+		}
+		return azObject{records.User, active(o)}
+	}
 	return []azObject{
+		person(azCounselorCL, "counselor", nil),
+		person(azGuardianDep, "guardian", []string{testdistrict.Eligible}),
 		{records.Enrollment, active(records.Object{"sourcedId": azEndedEnrollment, "user": testdistrict.StudentB, "class": testdistrict.ClassMathA,
 			"school": testdistrict.SchoolA, "role": "student", "primary": "false", "beginDate": "2026-08-20", "endDate": "2026-09-01"})},
 		{records.Result, active(records.Object{"sourcedId": azResultLeft, "lineItem": testdistrict.LineItemA, "student": testdistrict.StudentB,
@@ -180,11 +216,13 @@ func azExtra() []azObject {
 // The oracle's model of the district.
 
 type azWorld struct {
-	objs map[string]map[string]records.Object // entity name -> sourcedId -> object
+	objs       map[string]map[string]records.Object // entity name -> sourcedId -> object
+	caseloads  map[string][]string                  // counselor -> caseload
+	dependents map[string][]string                  // student -> guardians recorded as their parents under 99.31(a)(8)
 }
 
 func newAZWorld() *azWorld {
-	w := &azWorld{objs: map[string]map[string]records.Object{}}
+	w := &azWorld{objs: map[string]map[string]records.Object{}, caseloads: map[string][]string{azCounselorCL: azCaseload}, dependents: azDependents}
 	add := func(e *records.Entity, o records.Object) {
 		if w.objs[e.Name] == nil {
 			w.objs[e.Name] = map[string]records.Object{}
@@ -327,6 +365,8 @@ var azPrincipals = []azPrincipal{
 	{name: "the minor student", user: testdistrict.Minor},
 	{name: "the eligible student", user: testdistrict.Eligible},
 	{name: "a disabled teacher", user: testdistrict.Disabled},
+	{name: "a counselor of school A with a caseload", user: azCounselorCL},
+	{name: "the guardian who records the eligible student as a dependent", user: azGuardianDep},
 }
 
 // azView is the oracle's answer, for one principal on one day, to "may it see this?".
@@ -344,10 +384,13 @@ type azView struct {
 	kids     map[string]bool // a guardian's children who are not eligible students
 	student  string
 	mine     map[string]bool // classes a student or a guardian's child is enrolled in now
+	caseOrgs map[string]bool // orgs (and descendants) of a counselor with a caseload
+	caseload map[string]bool // that counselor's caseload
 }
 
 func newAZView(w *azWorld, p azPrincipal, today string) *azView {
-	v := &azView{w: w, today: today, official: map[string]bool{}, taught: map[string]bool{}, kids: map[string]bool{}, mine: map[string]bool{}}
+	v := &azView{w: w, today: today, official: map[string]bool{}, taught: map[string]bool{}, kids: map[string]bool{}, mine: map[string]bool{},
+		caseOrgs: map[string]bool{}, caseload: map[string]bool{}}
 	addOrg := func(org string) {
 		for _, o := range w.descendants(org) {
 			v.official[o] = true
@@ -374,7 +417,19 @@ func newAZView(w *azWorld, p azPrincipal, today string) *azView {
 			continue
 		}
 		switch r.Role {
-		case "districtAdministrator", "systemAdministrator", "principal", "siteAdministrator", "counselor":
+		case "counselor":
+			if cl := w.caseloads[p.user]; len(cl) > 0 {
+				// The caseload's students, of the counselor's schools only.
+				for _, o := range w.descendants(r.Org) {
+					v.caseOrgs[o] = true
+				}
+				for _, st := range cl {
+					v.caseload[st] = true
+				}
+				continue
+			}
+			addOrg(r.Org)
+		case "districtAdministrator", "systemAdministrator", "principal", "siteAdministrator":
 			addOrg(r.Org)
 		case "teacher", "aide", "proctor":
 			v.teacher = p.user
@@ -405,8 +460,8 @@ func newAZView(w *azWorld, p azPrincipal, today string) *azView {
 			}
 			d, _ := w.get("demographics", kid)
 			k, _ := w.get("user", kid)
-			if !azEligible(d.Str("birthDate"), azList(k, "grades"), today) {
-				v.kids[kid] = true
+			if !azEligible(d.Str("birthDate"), azList(k, "grades"), today) || slices.Contains(w.dependents[kid], v.guardian) {
+				v.kids[kid] = true // a minor, or an eligible student recorded as this parent's dependent (99.31(a)(8))
 			}
 		}
 	}
@@ -420,13 +475,43 @@ func newAZView(w *azWorld, p azPrincipal, today string) *azView {
 			v.mine[c] = true
 		}
 	}
-	if len(v.official) == 0 && v.teacher == "" && v.guardian == "" && v.student == "" {
+	if len(v.official) == 0 && len(v.caseOrgs) == 0 && v.teacher == "" && v.guardian == "" && v.student == "" {
 		v.denied = true
 	}
 	return v
 }
 
-func (v *azView) isOfficial() bool { return v.all || len(v.official) > 0 }
+func (v *azView) isOfficial() bool { return v.all || len(v.official) > 0 || len(v.caseOrgs) > 0 }
+
+// caseStudent: a student of the caseload who is a student of the counselor's schools.
+func (v *azView) caseStudent(id string) bool {
+	if !v.caseload[id] {
+		return false
+	}
+	u, _ := v.w.get("user", id)
+	for _, r := range azRoles(u) {
+		if r.Role == "student" && v.caseOrgs[r.Org] {
+			return true
+		}
+	}
+	return false
+}
+
+// casePerson: a person a counselor with a caseload sees: a caseload student of their
+// schools, or staff of their schools (anyone with a role there other than student,
+// parent, guardian or relative).
+func (v *azView) casePerson(id string) bool {
+	if v.caseStudent(id) {
+		return true
+	}
+	u, _ := v.w.get("user", id)
+	for _, r := range azRoles(u) {
+		if v.caseOrgs[r.Org] && !slices.Contains([]string{"student", "parent", "guardian", "relative"}, r.Role) {
+			return true
+		}
+	}
+	return false
+}
 
 // readable: may the principal read entity at all (403 otherwise).
 func (v *azView) readable(entity string) bool {
@@ -484,6 +569,13 @@ func (v *azView) visible(entity, id string) bool {
 	}
 	in := func(m map[string]bool, k string) bool { return m[k] }
 	off := v.official
+	co := v.caseOrgs
+	// A counselor with a caseload sees the rows of their schools that name no
+	// student as a school official does, and of those about people only the
+	// caseload's students' and staff's.
+	if len(co) > 0 && v.caseVisible(entity, id, o) {
+		return true
+	}
 	switch entity {
 	case "academicSession", "category":
 		return true
@@ -610,6 +702,49 @@ func (v *azView) visible(entity, id string) bool {
 		return false
 	}
 	panic("oracle: no rule for entity " + entity)
+}
+
+// caseVisible: the rows a counselor with a caseload sees (docs/access-control.md).
+func (v *azView) caseVisible(entity, id string, o records.Object) bool {
+	w, co := v.w, v.caseOrgs
+	switch entity {
+	case "academicSession", "category":
+		return true
+	case "org":
+		for org := range co {
+			if org == id || w.parentOrg(org) == id {
+				return true
+			}
+		}
+		return false
+	case "course":
+		for org := range co {
+			if org == o.Str("org") || w.parentOrg(org) == o.Str("org") {
+				return true
+			}
+		}
+		return false
+	case "class":
+		return co[o.Str("school")]
+	case "user", "demographics":
+		return v.casePerson(id)
+	case "enrollment":
+		return co[o.Str("school")] && v.casePerson(o.Str("user"))
+	case "lineItem":
+		return co[o.Str("school")]
+	case "scoreScale":
+		cl, _ := w.get("class", o.Str("class"))
+		return co[cl.Str("school")]
+	case "result":
+		li, _ := w.get("lineItem", o.Str("lineItem"))
+		return co[li.Str("school")] && v.caseStudent(o.Str("student"))
+	case "assessmentLineItem":
+		cl, _ := w.get("class", o.Str("class"))
+		return o.Str("class") == "" || co[cl.Str("school")]
+	case "assessmentResult":
+		return v.caseStudent(o.Str("student"))
+	}
+	panic("oracle: no caseload rule for entity " + entity)
 }
 
 // ---------------------------------------------------------------------------------
@@ -900,7 +1035,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	eve := testdistrict.Today.AddDate(0, 0, -1)
 	runs := []run{
 		{"on the eligible student's 18th birthday", testdistrict.Today, azPrincipals},
-		{"on the eve of the 18th birthday", eve, []azPrincipal{azPrincipals[11], azPrincipals[13]}},
+		{"on the eve of the 18th birthday", eve, []azPrincipal{azPrincipals[11], azPrincipals[13], azPrincipals[16]}},
 	}
 	var tally azTally
 	t.Run("every GET route answers every principal with exactly the rows of the access table", func(t *testing.T) {
@@ -1206,6 +1341,10 @@ func TestOracleAgreesWithTheAccessTable(t *testing.T) {
 		{"the minor student", day, []string{minor}},
 		{"the eligible student", day, []string{eligible}},
 		{"a disabled teacher", day, nil},
+		// Minor and StudentB are in the caseload; StudentB is of school B, not the counselor's.
+		{"a counselor of school A with a caseload", day, []string{minor}},
+		{"the guardian who records the eligible student as a dependent", day, []string{eligible}},
+		{"the guardian who records the eligible student as a dependent", eve, []string{eligible}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.who+" on "+tc.day+" sees the students the table names", func(t *testing.T) {
@@ -1584,6 +1723,39 @@ func TestGuardianAccessEndsOnTheEighteenthBirthday(t *testing.T) {
 			}
 		})
 	}
+
+	// 34 CFR 99.31(a)(8): with the district's record that the student is the parent's
+	// dependent, the same parent keeps access on the birthday and after it.
+	admin := h.user(testdistrict.Admin)
+	flag := "/v1/students/" + testdistrict.Eligible + "/dependents/" + testdistrict.Guardian2
+	h.setNow(testdistrict.Today.AddDate(0, 0, -1))
+	if r := h.do("PUT", flag, admin, ""); r.status != 201 {
+		t.Fatalf("record the dependency: got %d: %s", r.status, r.body)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+", with the dependency flag recorded, the guardian gets 200", func(t *testing.T) {
+			h.setNow(tc.now)
+			for _, p := range paths {
+				if got := h.do("GET", p, g, ""); got.status != 200 {
+					t.Errorf("GET %s: got status %d, want 200", p, got.status)
+				}
+			}
+			if got := ids(t, h.do("GET", azR+"/students", g, ""), "users"); !slices.Equal(got, []string{testdistrict.Eligible}) {
+				t.Errorf("GET /students: got %v, want %v", got, []string{testdistrict.Eligible})
+			}
+		})
+	}
+	t.Run("on the birthday, once the flag is removed, the guardian gets 404", func(t *testing.T) {
+		h.setNow(testdistrict.Today)
+		if r := h.do("DELETE", flag, admin, ""); r.status != 204 {
+			t.Fatalf("remove the dependency: got %d: %s", r.status, r.body)
+		}
+		for _, p := range paths {
+			if got := h.do("GET", p, g, ""); got.status != 404 {
+				t.Errorf("GET %s: got status %d, want 404", p, got.status)
+			}
+		}
+	})
 }
 
 func TestEligibilityIsDecidedInTheDistrictsTimeZone(t *testing.T) {

@@ -19,6 +19,7 @@ var migrations = []migration{
 	migrationKeys,       // KEK versions, document keys, key rotations, deletion certificates (sqlstore/keys.go)
 	migrationStream,     // stream: leases, checkpoints, inbox, dead letters, embedded stream, delete scopes (stream.go)
 	migrationAuditIndex, // audit: the watermark of the student index and record of disclosures, written behind the trail (auditindex.go)
+	migrationCaseloads,  // counselors' caseloads and dependency flags (caseloads.go)
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction.

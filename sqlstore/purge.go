@@ -227,6 +227,12 @@ func (t *Tx) purge(ctx context.Context, req PurgeRequest, docs int) (DeletionCer
 			deleted[f.Link] += n
 		}
 	}
+	// The student's place in counselors' caseloads and their dependency flags.
+	caseloads, dependents, err := t.purgeCaseloads(ctx, id)
+	if err != nil {
+		return c, err
+	}
+	deleted["caseloads"], deleted["dependents"] = caseloads, dependents
 	var n int
 	if err := t.queryRow(ctx, "SELECT COUNT(*) FROM user_roles WHERE user_id = ?", id).Scan(&n); err != nil {
 		return c, unavailable("purge", err)

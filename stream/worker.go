@@ -607,16 +607,21 @@ func (w *Worker) runPublisher(ctx context.Context, lease string) {
 			_ = sleep(ctx, w.Poll)
 			continue
 		}
-		msgs := make([]Message, len(chs))
-		for i, c := range chs {
-			msgs[i] = Message{Key: c.Entity + "/" + c.SourcedID, Data: EncodeChange(c)}
-		}
-		if err := w.Out.Put(ctx, msgs); err != nil {
-			if ctx.Err() == nil {
-				w.Log.Warn("stream publisher: put failed; will retry", "stream", w.Out.Name(), "changes", len(chs), "err", err)
-				_ = b.wait(ctx)
+		msgs := make([]Message, 0, len(chs))
+		for _, c := range chs {
+			if _, ok := records.EntityNamed(c.Entity); !ok {
+				continue // registrar's own authorization data (caseloads, dependency flags): not a OneRoster change
 			}
-			continue
+			msgs = append(msgs, Message{Key: c.Entity + "/" + c.SourcedID, Data: EncodeChange(c)})
+		}
+		if len(msgs) > 0 { // none: the checkpoint still moves past these changes
+			if err := w.Out.Put(ctx, msgs); err != nil {
+				if ctx.Err() == nil {
+					w.Log.Warn("stream publisher: put failed; will retry", "stream", w.Out.Name(), "changes", len(chs), "err", err)
+					_ = b.wait(ctx)
+				}
+				continue
+			}
 		}
 		last := strconv.FormatInt(chs[len(chs)-1].ID, 10)
 		err = w.Store.Write(ctx, func(ctx context.Context, tx *sqlstore.Tx) error {
