@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"registrar/gen"
+	"registrar/internal/pgtest"
 )
 
 var (
@@ -24,9 +25,10 @@ var (
 	buildErr  error
 )
 
-// TestMain removes the binary registrarBinary built.
+// TestMain stops the PostgreSQL server the tests started, if any, and removes the
+// binary registrarBinary built.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m)
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
@@ -76,6 +78,10 @@ func run(t *testing.T, bin string, args ...string) (stdout, stderr string, code 
 // holds exactly what it held before; then an import runs to the end, and a rerun
 // changes nothing.
 func TestKillDuringImportLeavesTheStoreAsItWas(t *testing.T) {
+	forEachEngine(t, testKillDuringImportLeavesTheStoreAsItWas)
+}
+
+func testKillDuringImportLeavesTheStoreAsItWas(t *testing.T) {
 	t.Parallel()
 	bin := registrarBinary(t)
 	seed := uint64(time.Now().UnixNano())
@@ -89,16 +95,27 @@ func TestKillDuringImportLeavesTheStoreAsItWas(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	if _, stderr, code := run(t, bin, "import", "--data", data, "--progress", "none", golden("bulk")); code != 0 {
+	db := dbRef{path: filepath.Join(data, "registrar.db")}
+	if engineOf(t) == "postgres" {
+		db = dbRef{url: pgtest.Shared(t).NewDatabase(t)}
+	}
+	// store gives the subcommands the data folder (keys) and, on PostgreSQL, the database.
+	store := func(args ...string) []string {
+		args = append(args, "--data", data)
+		if db.url != "" {
+			args = append(args, "--database-url", db.url)
+		}
+		return args
+	}
+	if _, stderr, code := run(t, bin, append(store("import"), "--progress", "none", golden("bulk"))...); code != 0 {
 		t.Fatalf("first import: exit %d: %s", code, stderr)
 	}
-	db := filepath.Join(data, "registrar.db")
 	before := digest(t, db)
 
 	const trials = 5
 	wrote, inTx := 0, 0
 	for i := range trials {
-		cmd := exec.Command(bin, "import", "--data", data, "--progress", "lines", pkg)
+		cmd := exec.Command(bin, append(store("import"), "--progress", "lines", pkg)...)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -146,7 +163,7 @@ func TestKillDuringImportLeavesTheStoreAsItWas(t *testing.T) {
 		if after := digest(t, db); after != before {
 			// The kill came after the commit, before the process exited: then the import
 			// must be whole. A rerun proves it: it finds every row already there.
-			stdout, stderr, code := run(t, bin, "import", "--data", data, "--progress", "none", pkg)
+			stdout, stderr, code := run(t, bin, append(store("import"), "--progress", "none", pkg)...)
 			if code != 0 || !strings.Contains(stdout, " 0 created, 0 updated") {
 				t.Fatalf("trial %d: killed %s in: the store changed, but not by a whole import: the rerun says\n%s%s", i, delay, stdout, stderr)
 			}
@@ -163,7 +180,7 @@ func TestKillDuringImportLeavesTheStoreAsItWas(t *testing.T) {
 		t.Errorf("no kill landed in the write transaction (%d after writing began, %d with the store unchanged)", wrote, inTx)
 	}
 
-	stdout, stderr, code := run(t, bin, "import", "--data", data, "--progress", "none", pkg)
+	stdout, stderr, code := run(t, bin, append(store("import"), "--progress", "none", pkg)...)
 	if code != 0 {
 		t.Fatalf("import after the kills: exit %d: %s", code, stderr)
 	}
@@ -171,14 +188,14 @@ func TestKillDuringImportLeavesTheStoreAsItWas(t *testing.T) {
 	if done == before {
 		t.Fatal("the import after the kills changed nothing")
 	}
-	stdout, stderr, code = run(t, bin, "import", "--data", data, "--progress", "none", pkg)
+	stdout, stderr, code = run(t, bin, append(store("import"), "--progress", "none", pkg)...)
 	if code != 0 || !strings.Contains(stdout, " 0 created, 0 updated") {
 		t.Fatalf("rerun: exit %d: %s %s", code, stdout, stderr)
 	}
 	if digest(t, db) != done {
 		t.Error("a rerun of the same package changed the store")
 	}
-	if out, stderr, code := run(t, bin, "audit", "verify", "--data", data); code != 0 {
+	if out, stderr, code := run(t, bin, store("audit", "verify")...); code != 0 {
 		t.Errorf("audit verify after the kills: exit %d: %s %s", code, out, stderr)
 	}
 }

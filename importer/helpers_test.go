@@ -15,10 +15,12 @@ import (
 	"strings"
 	"testing"
 
-	_ "modernc.org/sqlite" // digests read the database file directly
+	_ "github.com/jackc/pgx/v5/stdlib" // digests read the PostgreSQL database directly
+	_ "modernc.org/sqlite"             // digests read the database file directly
 
 	"registrar/audit"
 	"registrar/importer"
+	"registrar/internal/pgtest"
 	"registrar/records"
 	"registrar/sqlstore"
 	"registrar/vault"
@@ -31,13 +33,75 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // golden is the folder of a golden package.
 func golden(name string) string { return filepath.Join("..", "testdata", "csv", name) }
 
-// testStore opens a store on real SQLite in a temporary folder.
+// The tests run on both engines: forEachEngine runs a test as the subtests "sqlite"
+// and "postgres", and newStore opens a store on the engine of the subtest it is
+// called in (engineOf). PostgreSQL is the server pgtest gives (REGISTRAR_TEST_POSTGRES_URL,
+// or one started for this test binary), a fresh database per store.
+
+// forEachEngine runs fn as a parallel subtest per engine.
+func forEachEngine(t *testing.T, fn func(t *testing.T)) {
+	t.Helper()
+	t.Parallel()
+	for _, eng := range []string{"sqlite", "postgres"} {
+		t.Run(eng, fn)
+	}
+}
+
+// engineOf is the engine of the forEachEngine subtest t is (or is nested in).
+func engineOf(t testing.TB) string {
+	if strings.Contains(t.Name()+"/", "/postgres/") {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// dbRef names a database: an SQLite file or a PostgreSQL URL.
+type dbRef struct{ path, url string }
+
+// sqlDB opens the database directly, beside any store (closed at cleanup).
+func (r dbRef) sqlDB(t testing.TB) *sql.DB {
+	t.Helper()
+	driver, dsn := "sqlite", "file:"+r.path+"?_pragma=busy_timeout(10000)" // read-write: after a kill, opening runs WAL recovery
+	if r.url != "" {
+		driver, dsn = "pgx", r.url
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// rebind turns ? placeholders into PostgreSQL's $n for a dbRef on PostgreSQL.
+func (r dbRef) rebind(q string) string {
+	if r.url == "" {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// testStore is a store on a real database of the test's engine (engineOf): SQLite in
+// a temporary folder, or a fresh PostgreSQL database with its keys in a temporary folder.
 type testStore struct {
 	*sqlstore.Store
 	dir string
+	url string // the PostgreSQL database, "" on SQLite
 }
 
-func (ts *testStore) db() string { return filepath.Join(ts.dir, "registrar.db") }
+func (ts *testStore) db() dbRef {
+	return dbRef{path: filepath.Join(ts.dir, "registrar.db"), url: ts.url}
+}
 
 func newStore(t testing.TB) *testStore {
 	t.Helper()
@@ -51,12 +115,69 @@ func openStore(t testing.TB, dir string) *testStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlstore.Open(context.Background(), sqlstore.Options{Path: filepath.Join(dir, "registrar.db"), Chain: "test", Vault: v, Logger: discard()})
+	o := sqlstore.Options{Path: filepath.Join(dir, "registrar.db"), Chain: "test", Vault: v, Logger: discard()}
+	if engineOf(t) == "postgres" {
+		o.URL = pgtest.Shared(t).NewDatabase(t)
+	}
+	st, err := sqlstore.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return &testStore{st, dir}
+	return &testStore{st, dir, o.URL}
+}
+
+// noPlaintext fails if any value of any table of st's PostgreSQL database contains
+// canary (text, or bytes in a bytea column).
+func noPlaintext(t testing.TB, st *testStore, canary string) {
+	t.Helper()
+	db := st.db().sqlDB(t)
+	tables, err := db.Query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for tables.Next() {
+		var n string
+		if err := tables.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	tables.Close()
+	if len(names) < 20 {
+		t.Fatalf("found %d tables: %v", len(names), names)
+	}
+	for _, table := range names {
+		rows, err := db.Query("SELECT * FROM " + table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range vals {
+				var b []byte
+				switch v := v.(type) {
+				case string:
+					b = []byte(v)
+				case []byte:
+					b = v
+				}
+				if strings.Contains(string(b), canary) {
+					t.Errorf("%s.%s holds a sensitive value in plain text", table, cols[i])
+				}
+			}
+		}
+		rows.Close()
+	}
 }
 
 func operator() audit.Event {
@@ -152,14 +273,10 @@ var contentTables = func() []string {
 }()
 
 // digest hashes the content of every table an import writes, read from the database
-// file itself: two equal digests mean the same rows, byte for byte.
-func digest(t testing.TB, path string) string {
+// itself: two equal digests mean the same rows, byte for byte.
+func digest(t testing.TB, ref dbRef) string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)") // read-write: after a kill, opening runs WAL recovery
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := ref.sqlDB(t)
 	h := sha256.New()
 	for _, tk := range contentTables {
 		table, order, _ := strings.Cut(tk, "|")
@@ -190,17 +307,13 @@ func digest(t testing.TB, path string) string {
 // count returns the number of rows of a table matching where.
 func count(t testing.TB, st *testStore, table, where string, args ...any) int {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+st.db()+"?mode=ro&_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := st.db().sqlDB(t)
 	q := "SELECT COUNT(*) FROM " + table
 	if where != "" {
 		q += " WHERE " + where
 	}
 	var n int
-	if err := db.QueryRow(q, args...).Scan(&n); err != nil {
+	if err := db.QueryRow(st.db().rebind(q), args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return n

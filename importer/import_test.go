@@ -22,6 +22,10 @@ import (
 )
 
 func TestBulkPackageLoadsEveryFileOfTheBinding(t *testing.T) {
+	forEachEngine(t, testBulkPackageLoadsEveryFileOfTheBinding)
+}
+
+func testBulkPackageLoadsEveryFileOfTheBinding(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	sum := mustImport(t, st, golden("bulk"))
@@ -99,6 +103,10 @@ func TestBulkPackageLoadsEveryFileOfTheBinding(t *testing.T) {
 		}
 	})
 	t.Run("no sensitive value reaches the database file in plain text", func(t *testing.T) {
+		if st.url != "" {
+			noPlaintext(t, st, "QZXSECRET")
+			return
+		}
 		if err := st.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -124,6 +132,10 @@ func isList(got any, want []string) bool {
 }
 
 func TestImportIsOneAuditedOperation(t *testing.T) {
+	forEachEngine(t, testImportIsOneAuditedOperation)
+}
+
+func testImportIsOneAuditedOperation(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	mustImport(t, st, golden("bulk"))
@@ -150,6 +162,10 @@ func TestImportIsOneAuditedOperation(t *testing.T) {
 }
 
 func TestImportingTwiceLeavesTheSameState(t *testing.T) {
+	forEachEngine(t, testImportingTwiceLeavesTheSameState)
+}
+
+func testImportingTwiceLeavesTheSameState(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	for _, pkg := range []string{"bulk", "delta", "quirks"} {
@@ -166,6 +182,10 @@ func TestImportingTwiceLeavesTheSameState(t *testing.T) {
 }
 
 func TestDeltaPackageAppliesUpsertsAndDeletes(t *testing.T) {
+	forEachEngine(t, testDeltaPackageAppliesUpsertsAndDeletes)
+}
+
+func testDeltaPackageAppliesUpsertsAndDeletes(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	mustImport(t, st, golden("bulk"))
@@ -219,6 +239,10 @@ func TestDeltaPackageAppliesUpsertsAndDeletes(t *testing.T) {
 }
 
 func TestDeltaRemovalsOfUnknownThingsAreIgnored(t *testing.T) {
+	forEachEngine(t, testDeltaRemovalsOfUnknownThingsAreIgnored)
+}
+
+func testDeltaRemovalsOfUnknownThingsAreIgnored(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	mustImport(t, st, golden("bulk"))
@@ -240,6 +264,10 @@ func TestDeltaRemovalsOfUnknownThingsAreIgnored(t *testing.T) {
 }
 
 func TestBulkMarksWhatIsAbsentTobedeleted(t *testing.T) {
+	forEachEngine(t, testBulkMarksWhatIsAbsentTobedeleted)
+}
+
+func testBulkMarksWhatIsAbsentTobedeleted(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	mustImport(t, st, golden("bulk"))
@@ -271,6 +299,10 @@ func TestBulkMarksWhatIsAbsentTobedeleted(t *testing.T) {
 }
 
 func TestRealWorldQuirks(t *testing.T) {
+	forEachEngine(t, testRealWorldQuirks)
+}
+
+func testRealWorldQuirks(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	mustImport(t, st, golden("quirks"))
@@ -320,6 +352,10 @@ func TestRealWorldQuirks(t *testing.T) {
 }
 
 func TestZipPackagesImportLikeFolders(t *testing.T) {
+	forEachEngine(t, testZipPackagesImportLikeFolders)
+}
+
+func testZipPackagesImportLikeFolders(t *testing.T) {
 	t.Parallel()
 	for _, prefix := range []string{"", "district-export-2026/"} {
 		t.Run("files under "+strings.TrimSuffix(prefix, "/")+"/", func(t *testing.T) {
@@ -335,6 +371,10 @@ func TestZipPackagesImportLikeFolders(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
+	forEachEngine(t, testRoundTrip)
+}
+
+func testRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	t.Run("a bulk export imports into an empty store as the same data", func(t *testing.T) {
@@ -377,6 +417,10 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestExportHonoursTheCallersScope(t *testing.T) {
+	forEachEngine(t, testExportHonoursTheCallersScope)
+}
+
+func testExportHonoursTheCallersScope(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	mustImport(t, st, golden("bulk"))
@@ -410,6 +454,10 @@ func TestExportHonoursTheCallersScope(t *testing.T) {
 // TestGoldenErrorPackages checks each error class: every problem is reported with its
 // file, line and column, all of them at once, and nothing is written.
 func TestGoldenErrorPackages(t *testing.T) {
+	forEachEngine(t, testGoldenErrorPackages)
+}
+
+func testGoldenErrorPackages(t *testing.T) {
 	t.Parallel()
 	ents, err := os.ReadDir(golden("errors"))
 	if err != nil {
@@ -451,6 +499,10 @@ func TestGoldenErrorPackages(t *testing.T) {
 }
 
 func TestProblemsAreCappedButCounted(t *testing.T) {
+	forEachEngine(t, testProblemsAreCappedButCounted)
+}
+
+func testProblemsAreCappedButCounted(t *testing.T) {
 	t.Parallel()
 	dir := copyPackage(t, golden("errors/enums"))
 	f, err := os.OpenFile(filepath.Join(dir, "orgs.csv"), os.O_APPEND|os.O_WRONLY, 0)
@@ -476,6 +528,10 @@ func TestProblemsAreCappedButCounted(t *testing.T) {
 }
 
 func TestImportAsAPIClientRecordsTheClient(t *testing.T) {
+	forEachEngine(t, testImportAsAPIClientRecordsTheClient)
+}
+
+func testImportAsAPIClientRecordsTheClient(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	ev := audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "client-42", RequestID: "req-1"}
@@ -494,6 +550,10 @@ func TestImportAsAPIClientRecordsTheClient(t *testing.T) {
 }
 
 func TestDryRunWritesNothing(t *testing.T) {
+	forEachEngine(t, testDryRunWritesNothing)
+}
+
+func testDryRunWritesNothing(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	before := digest(t, st.db())

@@ -348,7 +348,7 @@ func (w *writer) consume(ctx context.Context) error {
 			continue
 		}
 		if c.fi.child != nil {
-			err := st.Flush(ctx)
+			err := st.Finish(ctx)
 			st.Close()
 			if err != nil {
 				return err

@@ -144,6 +144,8 @@ type Bulk struct {
 	sl    selectList
 	cols  []string
 	stmts map[string]*sql.Stmt
+	// staged: the PostgreSQL staging table of this writer exists (copy.go).
+	staged bool
 	// Stats counts what the writer did so far.
 	Stats BulkStats
 }
@@ -319,7 +321,7 @@ func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error
 		if keys, err = t.subjectKeys(ctx, subjects, b.opt.NewSubjects); err != nil {
 			return err
 		}
-		if err := execAll(ctx, t, b.stmts, t.insertIgnore("subject_keys (subject_id, wrapped, created_at)"), "(?, ?, ?)", presealed); err != nil {
+		if err := t.insertAll(ctx, b.stmts, "subject_keys", []string{"subject_id", "wrapped", "created_at"}, presealed); err != nil {
 			return unavailable("store data keys", err)
 		}
 	}
@@ -336,6 +338,78 @@ func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error
 		rows[i] = vals
 	}
 
+	if t.useCopy() {
+		if err := b.copyRows(ctx, changed, rows); err != nil {
+			return err
+		}
+	} else if err := b.insertRows(ctx, changed, rows); err != nil {
+		return err
+	}
+	var updated []any
+	for _, it := range changed {
+		if it.Result == Updated {
+			updated = append(updated, it.Obj.ID())
+		}
+	}
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		switch f.Kind {
+		case records.KRefs:
+			if err := b.deleteOwned(ctx, f.Link, "owner_id", updated); err != nil {
+				return err
+			}
+			var links [][]any
+			for _, it := range changed {
+				l, _ := it.Obj[f.Name].([]string)
+				for ord, ref := range l {
+					links = append(links, []any{it.Obj.ID(), ord, ref})
+				}
+			}
+			if err := t.insertAll(ctx, b.stmts, f.Link, []string{"owner_id", "ord", "ref_id"}, links); err != nil {
+				return unavailable("bulk put links", err)
+			}
+		case records.KRoles:
+			if err := b.deleteOwned(ctx, "user_roles", "user_id", updated); err != nil {
+				return err
+			}
+			var roles [][]any
+			for _, it := range changed {
+				l, _ := it.Obj[f.Name].([]records.Role)
+				for ord, r := range l {
+					roles = append(roles, []any{it.Obj.ID(), ord, r.RoleType, r.Role, r.Org, nullIfEmpty(r.BeginDate), nullIfEmpty(r.EndDate)})
+				}
+			}
+			if err := t.insertAll(ctx, b.stmts, "user_roles", []string{"user_id", "ord", "role_type", "role", "org_id", "begin_date", "end_date"}, roles); err != nil {
+				return unavailable("bulk put roles", err)
+			}
+		}
+	}
+	log := make([][]any, len(changed))
+	for i, it := range changed {
+		log[i] = []any{e.Name, it.Obj.ID(), "upsert", now}
+	}
+	if err := t.insertAll(ctx, b.stmts, "changes", []string{"entity", "sourced_id", "op", "time"}, log); err != nil {
+		return unavailable("log change", err)
+	}
+	if b.opt.Student != nil {
+		for _, it := range changed {
+			if id := StudentOf(e, it.Obj); id != "" {
+				b.opt.Student(id)
+			}
+			if it.Old != nil {
+				if id := StudentOf(e, it.Old); id != "" {
+					b.opt.Student(id)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// insertRows is the statement path of write (SQLite): new rows with INSERT OR IGNORE
+// and a count, changed rows with an upsert.
+func (b *Bulk) insertRows(ctx context.Context, changed []*BulkItem, rows [][]any) error {
+	t, e := b.t, b.e
 	// New rows go in with INSERT OR IGNORE and a count: the batch's ids were read in this
 	// transaction a moment ago, so nothing can conflict, and a statement that cannot
 	// abort needs no statement journal (SQLite writes one for every multi-row statement
@@ -363,64 +437,6 @@ func (b *Bulk) write(ctx context.Context, changed []*BulkItem, now string) error
 	}
 	if err := b.execRows(ctx, insert, ph, " ON CONFLICT (sourced_id) DO UPDATE SET "+strings.Join(set, ", "), updatedRows); err != nil {
 		return unavailable("bulk put "+e.Name, err)
-	}
-	var updated []any
-	for _, it := range changed {
-		if it.Result == Updated {
-			updated = append(updated, it.Obj.ID())
-		}
-	}
-	for i := range e.Fields {
-		f := &e.Fields[i]
-		switch f.Kind {
-		case records.KRefs:
-			if err := b.deleteOwned(ctx, f.Link, "owner_id", updated); err != nil {
-				return err
-			}
-			var links [][]any
-			for _, it := range changed {
-				l, _ := it.Obj[f.Name].([]string)
-				for ord, ref := range l {
-					links = append(links, []any{it.Obj.ID(), ord, ref})
-				}
-			}
-			if err := b.execAll(ctx, t.insertIgnore(f.Link+" (owner_id, ord, ref_id)"), "(?, ?, ?)", links); err != nil {
-				return unavailable("bulk put links", err)
-			}
-		case records.KRoles:
-			if err := b.deleteOwned(ctx, "user_roles", "user_id", updated); err != nil {
-				return err
-			}
-			var roles [][]any
-			for _, it := range changed {
-				l, _ := it.Obj[f.Name].([]records.Role)
-				for ord, r := range l {
-					roles = append(roles, []any{it.Obj.ID(), ord, r.RoleType, r.Role, r.Org, nullIfEmpty(r.BeginDate), nullIfEmpty(r.EndDate)})
-				}
-			}
-			if err := b.execAll(ctx, t.insertIgnore("user_roles (user_id, ord, role_type, role, org_id, begin_date, end_date)"), "(?, ?, ?, ?, ?, ?, ?)", roles); err != nil {
-				return unavailable("bulk put roles", err)
-			}
-		}
-	}
-	log := make([][]any, len(changed))
-	for i, it := range changed {
-		log[i] = []any{e.Name, it.Obj.ID(), "upsert", now}
-	}
-	if err := b.execAll(ctx, t.insertIgnore("changes (entity, sourced_id, op, time)"), "(?, ?, ?, ?)", log); err != nil {
-		return unavailable("log change", err)
-	}
-	if b.opt.Student != nil {
-		for _, it := range changed {
-			if id := StudentOf(e, it.Obj); id != "" {
-				b.opt.Student(id)
-			}
-			if it.Old != nil {
-				if id := StudentOf(e, it.Old); id != "" {
-					b.opt.Student(id)
-				}
-			}
-		}
 	}
 	return nil
 }
@@ -454,10 +470,6 @@ func execAll(ctx context.Context, t *Tx, cache map[string]*sql.Stmt, prefix, row
 		return &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("%s: %d of %d rows written", strings.TrimSpace(prefix), n, len(rows))}
 	}
 	return nil
-}
-
-func (b *Bulk) execAll(ctx context.Context, prefix, rowPH string, rows [][]any) error {
-	return execAll(ctx, b.t, b.stmts, prefix, rowPH, rows)
 }
 
 // insertIgnore starts a multi-row insert into table (with its column list) that skips
@@ -628,7 +640,7 @@ func (t *Tx) subjectKeys(ctx context.Context, subjects []string, none bool) (map
 		keys[s] = w
 		created = append(created, []any{s, w, now})
 	}
-	if err := execAll(ctx, t, nil, t.insertIgnore("subject_keys (subject_id, wrapped, created_at)"), "(?, ?, ?)", created); err != nil {
+	if err := t.insertAll(ctx, nil, "subject_keys", []string{"subject_id", "wrapped", "created_at"}, created); err != nil {
 		return nil, unavailable("store data keys", err)
 	}
 	return keys, nil
@@ -869,10 +881,25 @@ func (s *Stager) Add(ctx context.Context, r ChildRow) error {
 
 // Flush writes the queued rows.
 func (s *Stager) Flush(ctx context.Context) error {
-	err := execAll(ctx, s.t, s.stmts, s.t.insertIgnore("imp_child (kind, owner, line, key, status, date, payload)"), "(?, ?, ?, ?, ?, ?, ?)", s.rows)
+	err := s.t.insertAll(ctx, s.stmts, "imp_child", []string{"kind", "owner", "line", "key", "status", "date", "payload"}, s.rows)
 	s.rows = s.rows[:0]
 	if err != nil {
 		return unavailable("stage rows", err)
+	}
+	return nil
+}
+
+// Finish writes the queued rows of the last batch and, on PostgreSQL, updates the
+// planner's statistics of the staging table (temporary tables are never analyzed by
+// autovacuum; without statistics each lookup of a batch's owners scanned the table).
+func (s *Stager) Finish(ctx context.Context) error {
+	if err := s.Flush(ctx); err != nil {
+		return err
+	}
+	if s.t.s.d.name() == "postgres" {
+		if _, err := s.t.exec(ctx, "ANALYZE imp_child"); err != nil {
+			return unavailable("stage rows", err)
+		}
 	}
 	return nil
 }

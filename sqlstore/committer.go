@@ -17,6 +17,7 @@ import (
 type Tx struct {
 	s      *Store
 	tx     *sql.Tx
+	conn   *sql.Conn // the connection tx runs on (COPY on PostgreSQL: copy.go)
 	events []audit.Event
 	now    time.Time
 }
@@ -235,10 +236,11 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 			err = &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
 		}
 	}()
-	tx, err := c.s.w.BeginTx(ctx, nil)
+	conn, tx, err := c.s.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	defer conn.Close()
 	defer tx.Rollback()
 	// Read the chain head inside the transaction: another process on the same data dir
 	// (the CLI beside a running server) may have appended since our last batch; the
@@ -253,7 +255,7 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 			errs[i] = r.ctx.Err()
 			continue
 		}
-		t := &Tx{s: c.s, tx: tx, now: now, events: append([]audit.Event(nil), r.events...)}
+		t := &Tx{s: c.s, tx: tx, conn: conn, now: now, events: append([]audit.Event(nil), r.events...)}
 		if r.fn != nil {
 			if !single {
 				if _, err := tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
