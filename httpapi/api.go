@@ -61,6 +61,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ *reqCtx) {
 		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if status != http.StatusOK {
+		w.Header().Set("Retry-After", "2") // as every 503 of the server
+	}
 	writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ready", false: "not ready"}[status == http.StatusOK], "checks": checks})
 }
 

@@ -21,7 +21,7 @@ import (
 	"registrar/vault"
 )
 
-// harness is a server over a real SQLite store loaded with the test district.
+// harness is a server over a real SQLite (or PostgreSQL) store loaded with the test district.
 type harness struct {
 	t     testing.TB
 	store *sqlstore.Store
@@ -32,6 +32,12 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessOn(t, "")
+}
+
+// newHarnessOn is newHarness on the PostgreSQL database at pgURL ("" for SQLite).
+func newHarnessOn(t testing.TB, pgURL string) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	v, err := vault.Open(vault.Options{Dir: dir + "/keys"})
 	if err != nil {
@@ -40,7 +46,7 @@ func newHarness(t testing.TB) *harness {
 	logs := &strings.Builder{}
 	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
 	ctx := context.Background()
-	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v, Logger: log})
+	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: dir + "/registrar.db", URL: pgURL, Chain: "test", Vault: v, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
