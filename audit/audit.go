@@ -64,11 +64,11 @@ type Event struct {
 	// (false: kept as good practice, e.g. for school officials).
 	Disclosed          bool   `json:"disclosed,omitempty"`
 	DisclosureRequired bool   `json:"disclosureRequired,omitempty"`
-	Outcome   string `json:"outcome"`
-	Status    int    `json:"status,omitempty"`
-	RequestID string `json:"requestId,omitempty"`
-	Source    string `json:"source,omitempty"`
-	Detail    string `json:"detail,omitempty"`
+	Outcome            string `json:"outcome"`
+	Status             int    `json:"status,omitempty"`
+	RequestID          string `json:"requestId,omitempty"`
+	Source             string `json:"source,omitempty"`
+	Detail             string `json:"detail,omitempty"`
 }
 
 // Canonical returns the event's canonical encoding: JSON with fields in the fixed

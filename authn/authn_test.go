@@ -42,6 +42,12 @@ func (f *fakeClients) Client(_ context.Context, id string) (records.Client, erro
 	return c, nil
 }
 
+// RecentClient answers from the map, always current (the store's copy is tested in
+// sqlstore).
+func (f *fakeClients) RecentClient(ctx context.Context, id string) (records.Client, error) {
+	return f.Client(ctx, id)
+}
+
 func (f *fakeClients) UserByClaim(_ context.Context, claim, value string) (string, error) {
 	id, ok := f.users[claim+"="+value]
 	if !ok {

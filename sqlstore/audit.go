@@ -600,7 +600,7 @@ func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int6
 			return unavailable("audit students", err)
 		}
 		ch.discl = map[int64][]Disclosure{}
-		rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT "+disclosureCols+" FROM disclosures WHERE chain = ? AND seq >= ? AND seq <= ?"), chain, lo, hi)
+		rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT "+disclosureSelect+" WHERE d.chain = ? AND d.seq >= ? AND d.seq <= ?"), chain, lo, hi)
 		if err != nil {
 			return unavailable("disclosures", err)
 		}

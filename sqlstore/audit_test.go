@@ -225,7 +225,9 @@ func TestVerifyNamesTheFirstTamperedEvent(t *testing.T) {
 		{name: "a deleted student index row is named",
 			stmts: []string{`DELETE FROM audit_students WHERE seq = 9 AND student_id = 's0'`}, wantSeq: 9, reason: "student index"},
 		{name: "an edited record of disclosure is named",
-			stmts: []string{`UPDATE disclosures SET party_id = 'someone-else' WHERE seq = 15`}, wantSeq: 15, reason: "disclos"},
+			stmts: []string{`UPDATE disclosure_events SET party_id = 'someone-else' WHERE seq = 15`}, wantSeq: 15, reason: "disclos"},
+		{name: "a deleted disclosure event row is named",
+			stmts: []string{`DELETE FROM disclosure_events WHERE seq = 20`}, wantSeq: 20, reason: "disclos"},
 		{name: "a deleted record of disclosure is named",
 			stmts: []string{`DELETE FROM disclosures WHERE seq = 25`}, wantSeq: 25, reason: "disclos"},
 		{name: "a range anchored at a checkpoint verifies although an earlier event was edited",
@@ -292,6 +294,8 @@ func TestTriggersRefuseUpdateAndDelete(t *testing.T) {
 		"UPDATE audit_checkpoints SET seq = 99",
 		"DELETE FROM audit_checkpoints",
 		"UPDATE disclosures SET party_id = 'x'",
+		"UPDATE disclosure_events SET party_id = 'x'",
+		"DELETE FROM disclosure_events",
 	} {
 		if _, err := db.Exec(q); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s: got %v, want the append-only refusal", q, err)
@@ -453,7 +457,7 @@ func TestAuditTrailOnEveryEngine(t *testing.T) {
 		}
 		// Tamper behind disabled triggers: an edited disclosure, then a cut tail.
 		db := s.RawDB()
-		for _, tbl := range []string{"audit_events", "audit_students", "disclosures"} {
+		for _, tbl := range []string{"audit_events", "audit_students", "disclosures", "disclosure_events"} {
 			q := "ALTER TABLE " + tbl + " DISABLE TRIGGER ALL"
 			if s.Engine() == "sqlite" {
 				q = ""
@@ -465,13 +469,13 @@ func TestAuditTrailOnEveryEngine(t *testing.T) {
 			}
 		}
 		if s.Engine() == "sqlite" {
-			for _, tr := range []string{"disclosures_no_update", "audit_events_no_delete", "audit_students_no_delete", "disclosures_no_delete"} {
+			for _, tr := range []string{"disclosures_no_update", "audit_events_no_delete", "audit_students_no_delete", "disclosures_no_delete", "disclosure_events_no_update"} {
 				if _, err := db.ExecContext(ctx, "DROP TRIGGER "+tr); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
-		if _, err := db.ExecContext(ctx, s.Rebind("UPDATE disclosures SET legal_basis = 'consent' WHERE seq = ?"), disclosing[1]); err != nil {
+		if _, err := db.ExecContext(ctx, s.Rebind("UPDATE disclosure_events SET legal_basis = 'consent' WHERE seq = ?"), disclosing[1]); err != nil {
 			t.Fatal(err)
 		}
 		var b *audit.Break

@@ -37,14 +37,62 @@ const (
 	indexBatch    = 8192
 )
 
-// migrationAuditIndex adds the watermark. Every event before it was indexed in its own
-// transaction, so each existing chain starts indexed to its head.
+// migrationAuditIndex adds the watermark and disclosure_events. Every event before it
+// was indexed in its own transaction, so each existing chain starts indexed to its
+// head.
+//
+// A disclosing read names up to a page of students, and what was disclosed, to whom
+// and why is the same for all of them: it is written once per event in
+// disclosure_events, and each student's entry in disclosures keeps only the student
+// and the event (its other columns empty). Entries written before this migration
+// carry everything themselves; readers take an event's row where there is one
+// (disclosureSelect).
 func migrationAuditIndex(d dialect) []string {
-	return []string{
+	out := []string{
 		d.ddl(`CREATE TABLE audit_indexed (chain TEXT PRIMARY KEY, seq {{bigint}} NOT NULL)`),
 		`INSERT INTO audit_indexed (chain, seq) SELECT chain, MAX(seq) FROM audit_events GROUP BY chain`,
+		d.ddl(`CREATE TABLE disclosure_events (
+  chain TEXT NOT NULL,
+  seq {{bigint}} NOT NULL,
+  time TEXT NOT NULL,
+  party_kind TEXT NOT NULL,
+  party_id TEXT NOT NULL,
+  party_name TEXT NOT NULL,
+  legal_basis TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  contract_ref TEXT NOT NULL,
+  resource_type TEXT NOT NULL,
+  fields TEXT NOT NULL,
+  required INTEGER NOT NULL,
+  request_id TEXT NOT NULL,
+  PRIMARY KEY (chain, seq)
+)`),
 	}
+	const refuse = "the audit trail is append-only"
+	if d.name() == "sqlite" {
+		return append(out,
+			"CREATE TRIGGER disclosure_events_no_update BEFORE UPDATE ON disclosure_events BEGIN SELECT RAISE(ABORT, '"+refuse+"'); END",
+			"CREATE TRIGGER disclosure_events_no_delete BEFORE DELETE ON disclosure_events BEGIN SELECT RAISE(ABORT, '"+refuse+"'); END")
+	}
+	return append(out,
+		"CREATE TRIGGER disclosure_events_append_only BEFORE UPDATE OR DELETE ON disclosure_events FOR EACH ROW EXECUTE FUNCTION registrar_append_only()",
+		"CREATE TRIGGER disclosure_events_no_truncate BEFORE TRUNCATE ON disclosure_events FOR EACH STATEMENT EXECUTE FUNCTION registrar_append_only()")
 }
+
+// disclosureSelect reads disclosureCols of entries d, each completed from its event's
+// row in disclosure_events when it has one.
+var disclosureSelect = func() string {
+	var cols []string
+	for _, c := range strings.Split(disclosureCols, ", ") {
+		switch c {
+		case "student_id", "chain", "seq":
+			cols = append(cols, "d."+c)
+		default:
+			cols = append(cols, "COALESCE(de."+c+", d."+c+")")
+		}
+	}
+	return strings.Join(cols, ", ") + " FROM disclosures d LEFT JOIN disclosure_events de ON de.chain = d.chain AND de.seq = d.seq"
+}()
 
 // indexRows is how many rows one multi-row INSERT of the index writes.
 const indexRows = 64
@@ -52,8 +100,12 @@ const indexRows = 64
 var (
 	insertAuditStudentsMany = "INSERT INTO audit_students (chain, seq, student_id) VALUES " +
 		strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", indexRows), ", ")
-	insertDisclosuresMany = "INSERT INTO disclosures (" + disclosureCols + ") VALUES " +
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", indexRows), ", ")
+	// A student's entry: the event's details are in disclosure_events.
+	insertDisclosureEntry      = "INSERT INTO disclosures (" + disclosureCols + ") VALUES (?, '', ?, ?, '', '', '', '', '', '', '', '', 0, '')"
+	insertDisclosureEntriesMny = "INSERT INTO disclosures (" + disclosureCols + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, '', ?, ?, '', '', '', '', '', '', '', '', 0, ''), ", indexRows), ", ")
+	insertDisclosureEvent = "INSERT INTO disclosure_events (chain, seq, time, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id) " +
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 // indexedEvent is what the index needs of an event's canonical body.
@@ -144,9 +196,19 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 	if err := tx.QueryRowContext(ctx, c.s.d.rebind(q), chain).Scan(&from); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
-	rows, err := tx.QueryContext(ctx, c.s.d.rebind("SELECT seq, body FROM audit_events WHERE chain = ? AND seq > ? ORDER BY seq"), chain, from)
-	if err != nil {
-		return 0, err
+	var evs []memEvent
+	var upTo int64
+	if chain == c.chain && c.mem.ok && from == c.mem.base {
+		evs, upTo = c.mem.events, max(c.mem.head, from)
+		c.mem.consumed, c.mem.fromTable = upTo, false
+	} else {
+		var err error
+		if evs, upTo, err = c.readTail(ctx, tx, chain, from); err != nil {
+			return 0, err
+		}
+		if chain == c.chain {
+			c.mem.consumed, c.mem.fromTable = upTo, true
+		}
 	}
 	type studentRow struct {
 		seq     int64
@@ -156,41 +218,24 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 		seq int64
 		d   Disclosure
 	}
-	var students []studentRow
-	var discl []disclosureRow
-	upTo := from
-	for rows.Next() {
-		var seq int64
-		var body string
-		if err := rows.Scan(&seq, &body); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		upTo = seq
-		if !strings.Contains(body, `"students":`) {
-			continue // names no student: nothing to index
-		}
-		var e indexedEvent
-		if err := json.Unmarshal([]byte(body), &e); err != nil {
-			// The chain check names this event; the index cannot be derived from it.
-			rows.Close()
-			return 0, &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("event %s/%d does not decode: %w", chain, seq, err)}
-		}
+	var students, entries []studentRow
+	var discl []disclosureRow // one per disclosing event
+	for _, me := range evs {
+		seq, e := me.seq, &me.e
 		for _, st := range e.Students {
 			students = append(students, studentRow{seq, st})
 			if e.Disclosed {
-				fields := e.Fields
-				if fields == nil {
-					fields = []string{}
-				}
-				discl = append(discl, disclosureRow{seq, Disclosure{Student: st, Time: e.Time, Chain: chain, Seq: seq, PartyKind: e.PrincipalKind, PartyID: e.PrincipalID,
-					LegalBasis: e.LegalBasis, Purpose: e.Purpose, ResourceType: e.ResourceType, Fields: fields, Required: e.DisclosureRequired, RequestID: e.RequestID}})
+				entries = append(entries, studentRow{seq, st})
 			}
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, err
+		if e.Disclosed && len(e.Students) > 0 {
+			fields := e.Fields
+			if fields == nil {
+				fields = []string{}
+			}
+			discl = append(discl, disclosureRow{seq, Disclosure{Time: e.Time, Chain: chain, Seq: seq, PartyKind: e.PrincipalKind, PartyID: e.PrincipalID,
+				LegalBasis: e.LegalBasis, Purpose: e.Purpose, ResourceType: e.ResourceType, Fields: fields, Required: e.DisclosureRequired, RequestID: e.RequestID}})
+		}
 	}
 	if upTo == from {
 		return from, nil
@@ -199,10 +244,10 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 	slices.SortFunc(students, func(a, b studentRow) int {
 		return cmp.Or(strings.Compare(a.student, b.student), cmp.Compare(a.seq, b.seq))
 	})
-	slices.SortFunc(discl, func(a, b disclosureRow) int {
-		return cmp.Or(strings.Compare(a.d.Student, b.d.Student), cmp.Compare(a.seq, b.seq))
+	slices.SortFunc(entries, func(a, b studentRow) int {
+		return cmp.Or(strings.Compare(a.student, b.student), cmp.Compare(a.seq, b.seq))
 	})
-	args := make([]any, 0, indexRows*disclosureArgs)
+	args := make([]any, 0, indexRows*3)
 	flush := func(one, many string, width int) error {
 		for len(args) >= indexRows*width {
 			if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(many), args[:indexRows*width]...); err != nil {
@@ -225,6 +270,12 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 		return 0, fmt.Errorf("student index: %w", err)
 	}
 	args = args[:0:cap(args)]
+	for _, r := range entries {
+		args = append(args, r.student, chain, r.seq)
+	}
+	if err := flush(insertDisclosureEntry, insertDisclosureEntriesMny, 3); err != nil {
+		return 0, fmt.Errorf("record of disclosures: %w", err)
+	}
 	parties := map[string][2]string{}
 	for i := range discl {
 		d := &discl[i].d
@@ -247,11 +298,10 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 		if d.Required {
 			required = 1
 		}
-		args = append(args, d.Student, records.FormatDateTime(d.Time), chain, d.Seq, d.PartyKind, d.PartyID, d.PartyName,
-			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID)
-	}
-	if err := flush(insertDisclosure, insertDisclosuresMany, disclosureArgs); err != nil {
-		return 0, fmt.Errorf("record of disclosures: %w", err)
+		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertDisclosureEvent), chain, d.Seq, records.FormatDateTime(d.Time), d.PartyKind, d.PartyID, d.PartyName,
+			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID); err != nil {
+			return 0, fmt.Errorf("record of disclosures: %w", err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"), chain, upTo); err != nil {
 		return 0, fmt.Errorf("move the watermark: %w", err)
@@ -279,4 +329,99 @@ func (s *Store) indexWatermark(ctx context.Context, tx *sql.Tx, chain string) (i
 		return 0, nil
 	}
 	return seq, err
+}
+
+// readTail reads and decodes the events of chain after seq from that name students,
+// and returns them with the chain's last sequence number.
+func (c *committer) readTail(ctx context.Context, tx *sql.Tx, chain string, from int64) ([]memEvent, int64, error) {
+	rows, err := tx.QueryContext(ctx, c.s.d.rebind("SELECT seq, body FROM audit_events WHERE chain = ? AND seq > ? ORDER BY seq"), chain, from)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []memEvent
+	upTo := from
+	for rows.Next() {
+		var seq int64
+		var body string
+		if err := rows.Scan(&seq, &body); err != nil {
+			return nil, 0, err
+		}
+		upTo = seq
+		if !strings.Contains(body, `"students":`) {
+			continue // names no student: nothing to index
+		}
+		me := memEvent{seq: seq}
+		if err := json.Unmarshal([]byte(body), &me.e); err != nil {
+			// The chain check names this event; the index cannot be derived from it.
+			return nil, 0, &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("event %s/%d does not decode: %w", chain, seq, err)}
+		}
+		out = append(out, me)
+	}
+	return out, upTo, rows.Err()
+}
+
+// memIndex is the committer's own copy of what its appends need indexed, so that an
+// index run does not read back and decode the events it has just written. The copy is
+// used only while it is known complete: every event after base up to head that names
+// a student, with no other process appending to the chain in between (readHead
+// notices a head it did not write and the next run reads the table instead).
+type memIndex struct {
+	ok     bool
+	base   int64 // the watermark the copy starts at
+	head   int64 // the last event the committer knows of
+	events []memEvent
+
+	// The batch in hand: what to restore if it fails, what it indexed if it commits.
+	mark      int
+	markHead  int64
+	markBase  int64
+	markOK    bool
+	consumed  int64 // -1: the batch indexed nothing of this chain
+	fromTable bool
+}
+
+type memEvent struct {
+	seq int64
+	e   indexedEvent
+}
+
+// begin marks the start of a batch.
+func (m *memIndex) begin() {
+	m.mark, m.markHead, m.markBase, m.markOK, m.consumed = len(m.events), m.head, m.base, m.ok, -1
+}
+
+// add notes an event appended in the batch in hand.
+func (m *memIndex) add(e *audit.Event) {
+	m.head = e.Seq
+	if m.ok && len(e.Students) > 0 {
+		m.events = append(m.events, memEvent{seq: e.Seq, e: indexedEvent{Time: e.Time.UTC(), PrincipalKind: e.PrincipalKind, PrincipalID: e.PrincipalID,
+			ResourceType: e.ResourceType, Students: e.Students, Fields: e.Fields, LegalBasis: e.LegalBasis, Purpose: e.Purpose,
+			Disclosed: e.Disclosed, DisclosureRequired: e.DisclosureRequired, RequestID: e.RequestID}})
+	}
+}
+
+// settle ends the batch: a failed one leaves the copy as it was; a committed one
+// that indexed drops what is now in the tables.
+func (m *memIndex) settle(committed bool) {
+	if !committed {
+		clear(m.events[m.mark:])
+		m.events = m.events[:m.mark]
+		m.head, m.base, m.ok = m.markHead, m.markBase, m.markOK
+		return
+	}
+	if m.consumed < 0 {
+		return
+	}
+	i := 0
+	for i < len(m.events) && m.events[i].seq <= m.consumed {
+		i++
+	}
+	n := copy(m.events, m.events[i:])
+	clear(m.events[n:])
+	m.events = m.events[:n]
+	m.base = m.consumed
+	if m.fromTable {
+		m.ok = true // the table was read to the head: from here on the copy is complete
+	}
 }

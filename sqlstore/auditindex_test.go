@@ -1,11 +1,14 @@
 package sqlstore_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 
 	"registrar/audit"
 	T "registrar/internal/testdistrict"
+	"registrar/records"
 	"registrar/sqlstore"
 )
 
@@ -86,6 +89,75 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 		}
 		if got := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE student_id = ?", T.Eligible); got != 3 {
 			t.Fatalf("the eligible student's late events: %d index rows, want 3", got)
+		}
+	})
+}
+
+// TestStudentIndexWithTwoWritersOnOneChain: a second process on the same chain (the
+// CLI beside a server), failed writes and flushes from either side, interleaved. The
+// committer indexes from its own copy of what it appended while that copy is known
+// complete and from the table otherwise; either way verify finds every event's index
+// rows and disclosures exactly once.
+// (Mutation-checked: a copy that drops its events fails verify here.)
+func TestStudentIndexWithTwoWritersOnOneChain(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		o := eng.fresh(t)
+		o.Vault = newVault(t)
+		a := open(t, withChain(o, "a"))
+		if err := T.Load(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		cli := open(t, withChain(o, "a"))
+		disclosed := 0
+		for i := 1; i <= 60; i++ {
+			// Until event 30 the CLI appends every third event; after it, a alone
+			// appends and flushes, so its index runs take its own copy.
+			st := a
+			if i%3 == 0 && i <= 30 {
+				st = cli
+			}
+			ev := audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "study", Action: "read", Outcome: audit.OK, LegalBasis: "studies",
+				ResourceType: "user", RequestID: fmt.Sprint("r", i), Students: []string{T.Minor, fmt.Sprintf("s%02d", i%7)}}
+			if i%4 == 0 {
+				ev.Disclosed, ev.Fields = true, []string{"givenName"}
+				disclosed += 2
+			}
+			if i%10 == 0 {
+				ev.Students = nil // an event that names no student
+				if ev.Disclosed {
+					disclosed -= 2
+					ev.Disclosed = false
+				}
+			}
+			if err := st.Audit(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+			if i%7 == 0 { // a failed write: its event is not appended, nor indexed
+				err := st.Write(ctx, func(context.Context, *sqlstore.Tx) error { return records.Errorf(records.Conflict, "no") }, event("doomed", T.Eligible))
+				var re *records.Error
+				if !errors.As(err, &re) || re.Code != records.Conflict {
+					t.Fatalf("failed write: %v", err)
+				}
+			}
+			if i%5 == 0 {
+				flusher := a
+				if i%10 == 5 && i <= 30 {
+					flusher = cli
+				}
+				if err := flusher.FlushAuditIndex(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		rep, err := a.Verify(ctx, sqlstore.VerifyOptions{})
+		if err != nil || rep.Disclosures != int64(disclosed) {
+			t.Fatalf("verify: %+v, %v; want %d disclosures", rep, err, disclosed)
+		}
+		if got := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE student_id = ?", T.Eligible); got != 0 {
+			t.Fatalf("failed writes left %d index rows", got)
+		}
+		if got, want := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = 'a' AND student_id = ?", T.Minor), 54; got != want {
+			t.Fatalf("the minor has %d index rows, want %d (one per event naming them)", got, want)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"registrar/records"
@@ -22,8 +23,10 @@ func (t *Tx) PutClient(ctx context.Context, c records.Client) error {
 	return nil
 }
 
-// RevokeClient marks a client revoked: its tokens stop working at once.
+// RevokeClient marks a client revoked: its tokens stop working at once in this
+// process, and within clientTTL in any other on the same database.
 func (t *Tx) RevokeClient(ctx context.Context, id string) error {
+	t.onCommit = append(t.onCommit, func() { t.s.clients.drop(id) })
 	res, err := t.exec(ctx, "UPDATE clients SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL", records.FormatDateTime(t.now), id)
 	if err != nil {
 		return unavailable("revoke client", err)
@@ -43,8 +46,8 @@ func scanClient(sc interface{ Scan(...any) error }) (records.Client, error) {
 	if err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &scopes, &orgs, &c.LegalBasis, &contract, &purpose, &created, &revoked); err != nil {
 		return c, err
 	}
-	_ = json.Unmarshal([]byte(scopes), &c.Scopes) // written by PutClient as JSON lists
-	_ = json.Unmarshal([]byte(orgs), &c.Orgs)
+	c.Scopes, _ = decodeStrings(scopes) // written by PutClient as JSON lists
+	c.Orgs, _ = decodeStrings(orgs)
 	c.ContractRef, c.Purpose = contract.String, purpose.String
 	c.CreatedAt, _ = time.Parse(time.RFC3339Nano, created)
 	if revoked.Valid {
@@ -54,9 +57,35 @@ func scanClient(sc interface{ Scan(...any) error }) (records.Client, error) {
 	return c, nil
 }
 
+// RecentClient is Client for the revocation check of every authenticated request:
+// rows are kept in process for clientTTL, and a revocation committed by this process
+// drops its row at once. Issuing a token reads the row itself (Client).
+func (s *Store) RecentClient(ctx context.Context, id string) (records.Client, error) {
+	if c, ok := s.clients.get(id, s.now()); ok {
+		return c, nil
+	}
+	gen := s.clients.generation()
+	c, err := s.Client(ctx, id)
+	if err == nil {
+		s.clients.put(id, c, s.now(), gen)
+	}
+	return c, err
+}
+
 // Client returns one client, revoked or not.
 func (s *Store) Client(ctx context.Context, id string) (records.Client, error) {
-	c, err := scanClient(s.r.QueryRowContext(ctx, s.d.rebind("SELECT "+clientCols+" FROM clients WHERE client_id = ?"), id))
+	q := s.d.rebind("SELECT " + clientCols + " FROM clients WHERE client_id = ?")
+	st, err := s.rstmt.get(ctx, q)
+	if err != nil {
+		return records.Client{}, unavailable("client", err)
+	}
+	var row *sql.Row
+	if st != nil {
+		row = st.QueryRowContext(ctx, id)
+	} else {
+		row = s.r.QueryRowContext(ctx, q, id)
+	}
+	c, err := scanClient(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, &records.Error{Code: records.NotFound, Message: "no client " + clipID(id)}
 	}
@@ -64,6 +93,59 @@ func (s *Store) Client(ctx context.Context, id string) (records.Client, error) {
 		return c, unavailable("client", err)
 	}
 	return c, nil
+}
+
+// clientTTL bounds how long a client row read by this process is reused: how long
+// a revocation made through another process (the CLI, another instance) takes to
+// reach this one.
+const clientTTL = time.Second
+
+// clientCache keeps client rows read by RecentClient. A drop bumps the generation, so a row
+// read before the drop (the old, unrevoked one) is not cached after it.
+type clientCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]cachedClient
+}
+
+type cachedClient struct {
+	c  records.Client
+	at time.Time
+}
+
+func (cc *clientCache) get(id string, now time.Time) (records.Client, bool) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	e, ok := cc.m[id]
+	if !ok || now.Sub(e.at) >= clientTTL || now.Before(e.at) {
+		return records.Client{}, false
+	}
+	return e.c, true
+}
+
+func (cc *clientCache) generation() uint64 {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.gen
+}
+
+func (cc *clientCache) put(id string, c records.Client, now time.Time, gen uint64) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if gen != cc.gen {
+		return
+	}
+	if cc.m == nil || len(cc.m) >= 4096 {
+		cc.m = map[string]cachedClient{} // bounded: clients are few, tokens of unknown ids are not cached
+	}
+	cc.m[id] = cachedClient{c, now}
+}
+
+func (cc *clientCache) drop(id string) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.gen++
+	delete(cc.m, id)
 }
 
 // Clients lists every client, oldest first.

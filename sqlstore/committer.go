@@ -20,6 +20,9 @@ type Tx struct {
 	conn   *sql.Conn // the connection tx runs on (COPY on PostgreSQL: copy.go)
 	events []audit.Event
 	now    time.Time
+	// onCommit runs once the transaction is durable (in-process caches of what it
+	// changed are dropped there, so no reader can cache the old row after the drop).
+	onCommit []func()
 }
 
 // Audit adds an event to be appended, in this transaction, to the audit chain.
@@ -77,6 +80,7 @@ type committer struct {
 	indexed   int64
 	indexedAt time.Time
 	indexWish bool
+	mem       memIndex
 
 	ck checkpointState // signed checkpoints and the log-stream copy (audit.go)
 }
@@ -95,7 +99,7 @@ func newCommitter(ctx context.Context, s *Store, chain string) (*committer, erro
 		return nil, err
 	}
 	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent), s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudentsMany),
-		s.d.rebind(insertDisclosure), s.d.rebind(insertDisclosuresMany)); err != nil {
+		s.d.rebind(insertDisclosureEntry), s.d.rebind(insertDisclosureEntriesMny), s.d.rebind(insertDisclosureEvent)); err != nil {
 		return nil, fmt.Errorf("sqlstore: prepare audit statements: %w", err)
 	}
 	if err := c.loadCheckpointState(ctx); err != nil {
@@ -118,7 +122,14 @@ func (c *committer) loadHead(ctx context.Context) error {
 func (c *committer) readHead(ctx context.Context, tx *sql.Tx) error {
 	var seq sql.NullInt64
 	var hash []byte
-	err := tx.QueryRowContext(ctx, c.s.d.rebind("SELECT seq, hash FROM audit_events WHERE chain = ? ORDER BY seq DESC LIMIT 1"), c.chain).Scan(&seq, &hash)
+	q := c.s.d.rebind("SELECT seq, hash FROM audit_events WHERE chain = ? ORDER BY seq DESC LIMIT 1")
+	var row *sql.Row
+	if st, err := c.s.wstmt.get(ctx, q); err == nil && st != nil {
+		row = tx.StmtContext(ctx, st).QueryRowContext(ctx, c.chain)
+	} else {
+		row = tx.QueryRowContext(ctx, q, c.chain)
+	}
+	err := row.Scan(&seq, &hash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		c.seq, c.head = 0, audit.Genesis
@@ -126,6 +137,9 @@ func (c *committer) readHead(ctx context.Context, tx *sql.Tx) error {
 		return fmt.Errorf("sqlstore: read audit chain head: %w", err)
 	default:
 		c.seq, c.head = seq.Int64, hash
+	}
+	if c.seq != c.mem.head {
+		c.mem.ok, c.mem.head = false, c.seq // appended by another process (or just started): the index reads the table
 	}
 	return nil
 }
@@ -213,6 +227,7 @@ func (c *committer) runBatch(batch []*commitReq) {
 	errs := make([]error, len(batch))
 	err := c.runBatchTx(batch, errs)
 	c.indexWish = false
+	c.mem.settle(err == nil)
 	for i, r := range batch {
 		if err != nil {
 			r.done <- err
@@ -227,6 +242,7 @@ func (c *committer) runBatch(batch []*commitReq) {
 // durable) or nil with per-request errors in errs.
 func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	ctx := context.Background() // a caller giving up must not abort its neighbours' commit
+	c.mem.begin()
 	seq, head, indexed, indexedAt := c.seq, c.head, c.indexed, c.indexedAt
 	defer func() {
 		if err != nil {
@@ -250,6 +266,7 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	}
 	now := c.s.now().UTC()
 	single := len(batch) == 1
+	var hooks []func()
 	for i, r := range batch {
 		if r.ctx.Err() != nil && r.fn != nil {
 			errs[i] = r.ctx.Err()
@@ -286,6 +303,7 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 				return err
 			}
 		}
+		hooks = append(hooks, t.onCommit...)
 	}
 	if c.indexDue(now) {
 		if err := c.indexTail(ctx, tx, now); err != nil {
@@ -297,6 +315,9 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	for _, h := range hooks {
+		h()
 	}
 	return nil
 }
@@ -327,6 +348,7 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 		return fmt.Errorf("append audit event: %w", err)
 	}
 	// The student index and the record of disclosures follow behind (auditindex.go).
+	c.mem.add(e)
 	c.head = hash
 	c.appended(e, hash)
 	return nil

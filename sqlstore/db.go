@@ -51,6 +51,9 @@ type Store struct {
 	wstmt  *stmtCache  // prepared statements on the writer
 	audit  auditConfig // checkpoints, benchmarks' switch (audit.go)
 
+	clients clientCache // client rows read by Client (clients.go)
+	selects sync.Map    // *records.Entity -> selectList (read.go)
+
 	closeOnce sync.Once
 }
 

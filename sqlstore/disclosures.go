@@ -43,12 +43,7 @@ func (t *Tx) DeleteDisclosures(ctx context.Context, student string) error {
 
 const disclosureCols = "student_id, time, chain, seq, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id"
 
-const (
-	insertDisclosure  = "INSERT INTO disclosures (" + disclosureCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	selectClientParty = "SELECT name, contract_ref FROM clients WHERE client_id = ?"
-)
-
-const disclosureArgs = 14
+const selectClientParty = "SELECT name, contract_ref FROM clients WHERE client_id = ?"
 
 // Disclosures returns a student's record of disclosures, newest first: at most limit
 // entries with ids below before (0: from the newest). Authorization is the caller's.
@@ -59,13 +54,13 @@ func (s *Store) Disclosures(ctx context.Context, student string, limit int, befo
 	if err := s.FlushAuditIndex(ctx); err != nil {
 		return nil, err
 	}
-	q := "SELECT id, " + disclosureCols + " FROM disclosures WHERE student_id = ?"
+	q := "SELECT d.id, " + disclosureSelect + " WHERE d.student_id = ?"
 	args := []any{student}
 	if before > 0 {
-		q += " AND id < ?"
+		q += " AND d.id < ?"
 		args = append(args, before)
 	}
-	q += " ORDER BY id DESC LIMIT ?"
+	q += " ORDER BY d.id DESC LIMIT ?"
 	args = append(args, limit)
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
@@ -98,6 +93,9 @@ func scanDisclosure(sc interface{ Scan(...any) error }, withID bool) (Disclosure
 		return d, err
 	}
 	d.Time, _ = time.Parse(time.RFC3339Nano, at) // written by FormatDateTime
+	if fields == "" {
+		return d, nil // an entry whose event row is missing: verify names it
+	}
 	if err := json.Unmarshal([]byte(fields), &d.Fields); err != nil {
 		return d, fmt.Errorf("disclosure %d: fields: %w", d.ID, err)
 	}

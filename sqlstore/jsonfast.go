@@ -118,7 +118,7 @@ func fastRoles(s string) ([]records.Role, bool) {
 		if body == "" {
 			break
 		}
-		if body[0] != ',' {
+		if body[0] != ',' || len(body) == 1 {
 			return nil, false
 		}
 		body = body[1:]
@@ -157,14 +157,159 @@ func fastObject(s string, set func(k, v string) bool) (string, bool) {
 }
 
 // decodeSealedObject decodes the sealed fields' plaintext: an object of field names
-// to JSON values. Values that are strings are returned unquoted in strs; any other
-// value sends the whole object to encoding/json, whose raw values come back in raws.
+// to JSON values. String values come back unquoted in strs, others (lists, numbers)
+// as raw JSON in raws. Input the fast parser does not take goes to encoding/json,
+// whose raw values then all come back in raws.
 func decodeSealedObject(pt []byte) (strs map[string]string, raws map[string]json.RawMessage, err error) {
-	s := string(pt)
-	strs = make(map[string]string, 8)
-	if rest, ok := fastObject(s, func(k, v string) bool { strs[k] = v; return true }); ok && rest == "" {
-		return strs, nil, nil
+	if strs, raws, ok := fastSealed(string(pt)); ok {
+		return strs, raws, nil
 	}
 	err = json.Unmarshal(pt, &raws)
 	return nil, raws, err
+}
+
+func fastSealed(s string) (map[string]string, map[string]json.RawMessage, bool) {
+	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
+		return nil, nil, false
+	}
+	strs := make(map[string]string, 8)
+	var raws map[string]json.RawMessage
+	s = s[1:]
+	if s == "}" {
+		return strs, nil, true
+	}
+	for {
+		k, rest, ok := fastString(s)
+		if !ok || rest == "" || rest[0] != ':' {
+			return nil, nil, false
+		}
+		rest = rest[1:]
+		if rest != "" && rest[0] == '"' {
+			var v string
+			if v, rest, ok = fastString(rest); !ok {
+				return nil, nil, false
+			}
+			if _, dup := raws[k]; dup {
+				return nil, nil, false // a repeated key: encoding/json keeps the last
+			}
+			strs[k] = v
+		} else {
+			n := skipValue(rest, 0)
+			if n <= 0 {
+				return nil, nil, false
+			}
+			if _, dup := strs[k]; dup {
+				return nil, nil, false
+			}
+			if raws == nil {
+				raws = make(map[string]json.RawMessage, 2)
+			}
+			raws[k] = json.RawMessage(rest[:n])
+			rest = rest[n:]
+		}
+		switch {
+		case rest == "}":
+			return strs, raws, true
+		case rest != "" && rest[0] == ',':
+			s = rest[1:]
+		default:
+			return nil, nil, false
+		}
+	}
+}
+
+// skipValue returns the length of the leading compact JSON value of s (no white
+// space, strings without escapes), or 0 when it is not one.
+func skipValue(s string, depth int) int {
+	if s == "" || depth > 16 {
+		return 0
+	}
+	switch c := s[0]; {
+	case c == '"':
+		_, rest, ok := fastString(s)
+		if !ok {
+			return 0
+		}
+		return len(s) - len(rest)
+	case c == '[' || c == '{':
+		end := byte(']')
+		if c == '{' {
+			end = '}'
+		}
+		i := 1
+		if i < len(s) && s[i] == end {
+			return i + 1
+		}
+		for {
+			if c == '{' {
+				_, rest, ok := fastString(s[i:])
+				if !ok || rest == "" || rest[0] != ':' {
+					return 0
+				}
+				i = len(s) - len(rest) + 1
+			}
+			n := skipValue(s[i:], depth+1)
+			if n == 0 {
+				return 0
+			}
+			i += n
+			if i >= len(s) {
+				return 0
+			}
+			switch s[i] {
+			case ',':
+				i++
+			case end:
+				return i + 1
+			default:
+				return 0
+			}
+		}
+	case c == 't' && strings.HasPrefix(s, "true"):
+		return 4
+	case c == 'f' && strings.HasPrefix(s, "false"):
+		return 5
+	case c == 'n' && strings.HasPrefix(s, "null"):
+		return 4
+	case c == '-' || (c >= '0' && c <= '9'):
+		return skipNumber(s)
+	}
+	return 0
+}
+
+// skipNumber returns the length of the leading JSON number of s, or 0.
+func skipNumber(s string) int {
+	i := 0
+	if s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		j := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i - j
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return 0
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return 0
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return 0
+		}
+	}
+	return i
 }

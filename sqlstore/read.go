@@ -60,6 +60,15 @@ type selectList struct {
 }
 
 func (s *Store) selectFor(e *records.Entity) selectList {
+	if sl, ok := s.selects.Load(e); ok {
+		return sl.(selectList)
+	}
+	sl := s.buildSelect(e)
+	s.selects.Store(e, sl)
+	return sl
+}
+
+func (s *Store) buildSelect(e *records.Entity) selectList {
 	var cols []string
 	sl := selectList{sealed: -1, wrapped: -1}
 	for i := range e.Fields {
@@ -115,22 +124,22 @@ func unavailable(what string, err error) error {
 
 // Get returns one object by sourcedId, or NotFound if it does not exist or lies
 // outside scope: the caller cannot tell the two apart.
+//
+// It is one statement, so it runs without a transaction of its own.
 func (s *Store) Get(ctx context.Context, q Query, id string) (records.Object, error) {
-	var obj records.Object
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		obj, err = s.getTx(ctx, tx, q, id)
-		return err
-	})
-	return obj, err
-}
-
-func (s *Store) getTx(ctx context.Context, tx *sql.Tx, q Query, id string) (records.Object, error) {
 	e := q.Entity
 	sl := s.selectFor(e)
 	where := records.And(append([]records.Predicate{{SQL: "t.sourced_id = ?", Args: []any{id}}, q.Scope}, q.Where...)...)
-	stmt := "SELECT " + sl.sql + " FROM " + e.Table + " t" + sl.join + " WHERE " + where.SQL
-	rows, err := txQuery(ctx, s.rstmt, tx, s.d.rebind(stmt), where.Args...)
+	stmt := s.d.rebind("SELECT " + sl.sql + " FROM " + e.Table + " t" + sl.join + " WHERE " + where.SQL)
+	var rows *sql.Rows
+	st, err := s.rstmt.get(ctx, stmt)
+	switch {
+	case err != nil:
+	case st != nil:
+		rows, err = st.QueryContext(ctx, where.Args...)
+	default:
+		rows, err = s.r.QueryContext(ctx, stmt, where.Args...)
+	}
 	if err != nil {
 		return nil, unavailable("get "+e.Name, err)
 	}
