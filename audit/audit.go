@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -83,6 +84,33 @@ func (e *Event) Canonical() []byte {
 		panic("audit: event does not encode: " + err.Error()) // only plain types: cannot happen
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// CanonicalTail is the event's canonical encoding without its chain and sequence
+// number, which come first: Splice(chain, seq, tail) equals the canonical encoding of
+// the event with that chain and number. Callers encode the tail where they run in
+// parallel and leave only the splice to the one goroutine that numbers the chain.
+func (e *Event) CanonicalTail() []byte {
+	c := *e
+	c.Chain, c.Seq = "", 0
+	return bytes.TrimPrefix(c.Canonical(), []byte(`{"chain":"","seq":0,`))
+}
+
+// Splice returns the canonical encoding of the event of chain numbered seq whose
+// CanonicalTail is tail.
+func Splice(chain string, seq int64, tail []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(chain) + len(tail) + 32)
+	buf.WriteString(`{"chain":`)
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(chain)       // a string: cannot fail
+	buf.Truncate(buf.Len() - 1) // Encode's newline
+	buf.WriteString(`,"seq":`)
+	buf.WriteString(strconv.FormatInt(seq, 10))
+	buf.WriteByte(',')
+	buf.Write(tail)
+	return buf.Bytes()
 }
 
 // Genesis is the "previous hash" of the first event of every chain.

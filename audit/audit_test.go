@@ -184,3 +184,25 @@ func TestLogViewCutsLongStudentLists(t *testing.T) {
 		t.Fatalf("got %d students, %d omitted, hash %q", len(v.Students), v.StudentsOmitted, v.Hash)
 	}
 }
+
+// TestSpliceEqualsCanonical: a tail encoded apart and spliced with the chain and
+// number gives the canonical encoding byte for byte, whatever the event holds.
+func TestSpliceEqualsCanonical(t *testing.T) {
+	events := []audit.Event{
+		{},
+		{Time: time.Date(2026, 9, 15, 8, 0, 0, 123456789, time.FixedZone("x", 3600)), PrincipalKind: audit.KindClient, PrincipalID: "vendor<&>", Action: "read",
+			Students: []string{"a", "b\u2028"}, Fields: []string{"givenName"}, Count: 3, Disclosed: true, DisclosureRequired: true, Outcome: audit.OK, Status: 200, Detail: "quote \" and \\ and é"},
+		{Action: "x", Outcome: audit.Failed, Detail: "\x00\x1f"},
+	}
+	for i, e := range events {
+		for _, chain := range []string{"a", "inst-1f3\"<>", "é"} {
+			for _, seq := range []int64{1, 42, 1 << 40} {
+				want := e
+				want.Chain, want.Seq = chain, seq
+				if got := audit.Splice(chain, seq, e.CanonicalTail()); string(got) != string(want.Canonical()) {
+					t.Fatalf("event %d in %q at %d:\n got %s\nwant %s", i, chain, seq, got, want.Canonical())
+				}
+			}
+		}
+	}
+}

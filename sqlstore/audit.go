@@ -138,12 +138,36 @@ func (c *committer) afterBatch(err error) {
 	if err != nil {
 		return
 	}
-	for _, p := range c.ck.pending {
+	lb := logBatch{events: slices.Clone(c.ck.pending), checkpoint: c.ck.made}
+	if cp := c.ck.made; cp != nil {
+		c.ck.seq, c.ck.at, c.ck.dirty = cp.Seq, c.s.now(), false
+	}
+	if len(lb.events) == 0 && lb.checkpoint == nil {
+		return
+	}
+	c.logq <- lb // written by logLoop in commit order, off the committer's path; a full queue holds the committer rather than drop a line
+}
+
+// logBatch is one committed batch's copy for the log stream.
+type logBatch struct {
+	events     []pendingLog
+	checkpoint *audit.Checkpoint
+}
+
+// logLoop writes committed batches to the log stream in commit order.
+func (c *committer) logLoop() {
+	defer close(c.logDone)
+	for lb := range c.logq {
+		c.writeLog(lb)
+	}
+}
+
+func (c *committer) writeLog(lb logBatch) {
+	for _, p := range lb.events {
 		c.logAudit(audit.LogEvent, slog.Any("event", audit.NewLogView(p.e, p.hash)))
 	}
-	if cp := c.ck.made; cp != nil {
+	if cp := lb.checkpoint; cp != nil {
 		c.logAudit(audit.LogCheckpoint, slog.Any("checkpoint", *cp))
-		c.ck.seq, c.ck.at, c.ck.dirty = cp.Seq, c.s.now(), false
 	}
 }
 

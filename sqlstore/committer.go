@@ -50,6 +50,7 @@ type commitReq struct {
 	ctx    context.Context
 	fn     func(context.Context, *Tx) error
 	events []audit.Event
+	tails  [][]byte // the events' canonical tails, encoded by the caller (audit.CanonicalTail)
 	done   chan error
 }
 
@@ -83,6 +84,9 @@ type committer struct {
 	mem       memIndex
 
 	ck checkpointState // signed checkpoints and the log-stream copy (audit.go)
+
+	logq    chan logBatch // committed batches' lines for the log stream (audit.go)
+	logDone chan struct{}
 }
 
 const (
@@ -105,6 +109,8 @@ func newCommitter(ctx context.Context, s *Store, chain string) (*committer, erro
 	if err := c.loadCheckpointState(ctx); err != nil {
 		return nil, err
 	}
+	c.logq, c.logDone = make(chan logBatch, 256), make(chan struct{})
+	go c.logLoop()
 	c.wg.Add(1)
 	go c.run()
 	return c, nil
@@ -150,6 +156,8 @@ func (c *committer) stop() {
 	c.mu.Unlock()
 	close(c.quit)
 	c.wg.Wait()
+	close(c.logq) // the committer has stopped: nothing more to copy to the log stream
+	<-c.logDone
 }
 
 // ErrClosed is returned for writes submitted after Close.
@@ -162,6 +170,18 @@ func (s *Store) Write(ctx context.Context, fn func(context.Context, *Tx) error, 
 		return nil // benchmarks only: see Options.NoAuditForBenchmarks
 	}
 	r := &commitReq{ctx: ctx, fn: fn, events: events, done: make(chan error, 1)}
+	if !s.audit.off && len(events) > 0 {
+		// Encode the events here, in parallel with every other caller: the committer
+		// only numbers, splices and hashes them.
+		now := s.now().UTC()
+		r.tails = make([][]byte, len(events))
+		for i := range events {
+			if events[i].Time.IsZero() {
+				events[i].Time = now
+			}
+			r.tails[i] = events[i].CanonicalTail()
+		}
+	}
 	c := s.commit
 	// The read lock is held while enqueueing so that stop cannot slip in between the
 	// check and the send: whatever was enqueued before stop is drained and answered.
@@ -299,7 +319,11 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 			}
 		}
 		for j := range t.events {
-			if err := c.append(ctx, tx, &t.events[j], now); err != nil {
+			var tail []byte
+			if j < len(r.tails) {
+				tail = r.tails[j]
+			}
+			if err := c.append(ctx, tx, &t.events[j], now, tail); err != nil {
 				return err
 			}
 		}
@@ -332,7 +356,9 @@ func (c *committer) safeCall(r *commitReq, t *Tx) (err error) {
 	return r.fn(r.ctx, t)
 }
 
-func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now time.Time) error {
+// append numbers e in the chain and writes it. tail is e's canonical tail when the
+// caller encoded it (Write), nil for events added inside the transaction.
+func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now time.Time, tail []byte) error {
 	if c.s.audit.off {
 		return nil
 	}
@@ -340,8 +366,12 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 	e.Chain, e.Seq = c.chain, c.seq
 	if e.Time.IsZero() {
 		e.Time = now
+		tail = nil
 	}
-	body := e.Canonical()
+	if tail == nil {
+		tail = e.CanonicalTail()
+	}
+	body := audit.Splice(c.chain, c.seq, tail)
 	hash := audit.Link(c.head, body)
 	if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertAuditEvent),
 		c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash); err != nil {
