@@ -524,7 +524,7 @@ func TestTheLogStreamCarriesEventsWithoutPersonalValues(t *testing.T) {
 	if err := h.store.Write(context.Background(), func(context.Context, *sqlstore.Tx) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	logs := h.logs.String()
+	logs := h.logText()
 	if n := strings.Count(logs, `"msg":"`+audit.LogEvent+`"`); n < 4 {
 		t.Fatalf("got %d audit event lines in the log, want at least 4", n)
 	}

@@ -399,7 +399,7 @@ func TestNoRouteAnswers5xxToHostileInput(t *testing.T) {
 	})
 	// Every request has been answered and logged: the log shows no recovered panic.
 	h.srv.Close()
-	for _, line := range strings.Split(h.logs.String(), "\n") {
+	for _, line := range strings.Split(h.logText(), "\n") {
 		if strings.Contains(line, `"msg":"panic"`) || strings.Contains(line, `"msg":"internal error"`) {
 			t.Errorf("log: %s", clipBody([]byte(line)))
 		}

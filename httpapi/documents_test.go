@@ -40,6 +40,9 @@ type studentHarness struct {
 // logText is what the server logged so far (read under the writer's lock: the
 // committer logs from its own goroutine).
 func (h *studentHarness) logText() string {
+	if err := h.store.FlushLog(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
 	h.lw.mu.Lock()
 	defer h.lw.mu.Unlock()
 	return h.logs.String()
@@ -80,7 +83,7 @@ func newStudentHarness(t testing.TB) *studentHarness {
 	s.Students = httpapi.Students{Documents: docs, Signer: v}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &studentHarness{harness: &harness{t: t, store: st, auth: auth, srv: srv, logs: logs}, dir: dir, vault: v, docs: docs, lw: lw}
+	return &studentHarness{harness: &harness{t: t, store: st, auth: auth, srv: srv, logs: logs, lw: lw}, dir: dir, vault: v, docs: docs, lw: lw}
 }
 
 // send makes a request with any body and content type.

@@ -28,6 +28,7 @@ type harness struct {
 	auth  *authn.Authenticator
 	srv   *httptest.Server
 	logs  *strings.Builder
+	lw    *lockedWriter
 }
 
 func newHarness(t testing.TB) *harness {
@@ -44,7 +45,8 @@ func newHarnessOn(t testing.TB, pgURL string) *harness {
 		t.Fatal(err)
 	}
 	logs := &strings.Builder{}
-	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	lw := &lockedWriter{w: logs}
+	log := slog.New(slog.NewJSONHandler(lw, nil))
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: dir + "/registrar.db", URL: pgURL, Chain: "test", Vault: v, Logger: log})
 	if err != nil {
@@ -63,7 +65,7 @@ func newHarnessOn(t testing.TB, pgURL string) *harness {
 	s.SetClock(func() time.Time { return testdistrict.Today })
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &harness{t: t, store: st, auth: auth, srv: srv, logs: logs}
+	return &harness{t: t, store: st, auth: auth, srv: srv, logs: logs, lw: lw}
 }
 
 // client registers an API client and returns a token for it.
@@ -165,4 +167,16 @@ func ids(t *testing.T, r response, key string) []string {
 		out = append(out, o.(map[string]any)["sourcedId"].(string))
 	}
 	return out
+}
+
+// logText is what the server logged so far, the audit trail's copy included (FlushLog:
+// it follows the commit from its own goroutine), read under the writer's lock.
+func (h *harness) logText() string {
+	h.t.Helper()
+	if err := h.store.FlushLog(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	h.lw.mu.Lock()
+	defer h.lw.mu.Unlock()
+	return h.logs.String()
 }

@@ -152,6 +152,7 @@ func (c *committer) afterBatch(err error) {
 type logBatch struct {
 	events     []pendingLog
 	checkpoint *audit.Checkpoint
+	flushed    chan struct{} // FlushLog's marker: closed when reached
 }
 
 // logLoop writes committed batches to the log stream in commit order.
@@ -159,6 +160,34 @@ func (c *committer) logLoop() {
 	defer close(c.logDone)
 	for lb := range c.logq {
 		c.writeLog(lb)
+		if lb.flushed != nil {
+			close(lb.flushed)
+		}
+	}
+}
+
+// FlushLog returns once the log-stream copy of every write that has returned is
+// written (the copy follows the commit, from its own goroutine).
+func (s *Store) FlushLog(ctx context.Context) error {
+	c := s.commit
+	done := make(chan struct{})
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return nil // stop has drained the copy
+	}
+	select {
+	case c.logq <- logBatch{flushed: done}:
+		c.mu.RUnlock()
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -248,6 +248,9 @@ func (c *committer) runBatch(batch []*commitReq) {
 	err := c.runBatchTx(batch, errs)
 	c.indexWish = false
 	c.mem.settle(err == nil)
+	// The log-stream copy is queued before the callers hear back, so that FlushLog
+	// after a returned write waits for its lines.
+	c.afterBatch(err)
 	for i, r := range batch {
 		if err != nil {
 			r.done <- err
@@ -255,7 +258,6 @@ func (c *committer) runBatch(batch []*commitReq) {
 			r.done <- errs[i]
 		}
 	}
-	c.afterBatch(err)
 }
 
 // runBatchTx returns a batch-wide error (commit failed: nothing of the batch is
