@@ -34,12 +34,17 @@ type auditConfig struct {
 	every    int64
 	interval time.Duration
 
+	indexRunRows int // auditindex.go
+
 	stop chan struct{} // closed to stop the ticker
 	done chan struct{} // closed by the ticker when it has stopped
 }
 
 func newAuditConfig(o Options) auditConfig {
-	a := auditConfig{off: o.NoAuditForBenchmarks, signer: o.Signer, every: int64(o.CheckpointEvery), interval: o.CheckpointInterval}
+	a := auditConfig{off: o.NoAuditForBenchmarks, signer: o.Signer, every: int64(o.CheckpointEvery), interval: o.CheckpointInterval, indexRunRows: o.IndexRunRows}
+	if a.indexRunRows <= 0 {
+		a.indexRunRows = indexRunRows
+	}
 	if a.signer == nil {
 		a.signer, _ = o.Vault.(audit.Signer)
 	}

@@ -35,6 +35,7 @@ import (
 const (
 	indexInterval = time.Second
 	indexBatch    = 8192
+	indexRunRows  = 1024 // rows per run outside a flush (about 20 ms of work)
 )
 
 // migrationAuditIndex adds the watermark and disclosure_events. Every event before it
@@ -141,7 +142,7 @@ func (c *committer) indexDue(now time.Time) bool {
 	if c.s.audit.off {
 		return false
 	}
-	return c.indexWish || c.seq-c.indexed >= indexBatch || (c.seq > c.indexed && now.Sub(c.indexedAt) >= indexInterval)
+	return c.indexWish || c.indexBehind || c.seq-c.indexed >= indexBatch || (c.seq > c.indexed && now.Sub(c.indexedAt) >= indexInterval)
 }
 
 // indexTail writes the index rows of the events after the watermark: of every chain
@@ -198,17 +199,32 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 	}
 	var evs []memEvent
 	var upTo int64
-	if chain == c.chain && c.mem.ok && from == c.mem.base {
+	fromMem := chain == c.chain && c.mem.ok && from == c.mem.base
+	if fromMem {
 		evs, upTo = c.mem.events, max(c.mem.head, from)
-		c.mem.consumed, c.mem.fromTable = upTo, false
 	} else {
 		var err error
 		if evs, upTo, err = c.readTail(ctx, tx, chain, from); err != nil {
 			return 0, err
 		}
-		if chain == c.chain {
-			c.mem.consumed, c.mem.fromTable = upTo, true
+	}
+	// A run writes about indexRunRows rows at most (whole events), so no batch waits long
+	// behind it; the rest goes in the next batches. A flush writes everything.
+	partial := false
+	if !c.indexWish {
+		n := 0
+		for i := range evs {
+			if n += len(evs[i].e.Students); n >= c.s.audit.indexRunRows && i+1 < len(evs) {
+				evs, upTo, partial = evs[:i+1], evs[i].seq, true
+				break
+			}
 		}
+	}
+	if chain == c.chain {
+		c.mem.consumed = upTo
+		// A table read to the head makes the copy complete from here on.
+		c.mem.fromTable = !fromMem && !partial
+		c.indexBehind = partial
 	}
 	type studentRow struct {
 		seq     int64

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"registrar/audit"
 	T "registrar/internal/testdistrict"
@@ -158,6 +160,56 @@ func TestStudentIndexWithTwoWritersOnOneChain(t *testing.T) {
 		}
 		if got, want := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = 'a' AND student_id = ?", T.Minor), 54; got != want {
 			t.Fatalf("the minor has %d index rows, want %d (one per event naming them)", got, want)
+		}
+	})
+}
+
+// TestStudentIndexRunsStopShortAndCatchUp: with a small budget per run, each batch
+// writes a few events' rows, the watermark trails the head, the rows are always
+// exactly those up to it, and a flush (or further batches) brings it to the head.
+func TestStudentIndexRunsStopShortAndCatchUp(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		o := eng.fresh(t)
+		var clock atomic.Int64
+		clock.Store(time.Date(2026, 9, 15, 8, 0, 0, 0, time.UTC).UnixNano())
+		o.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+		o.IndexRunRows = 3
+		s := open(t, withChain(o, "a"))
+		invariant := func(when string) int {
+			t.Helper()
+			w := count(t, s, "SELECT seq FROM audit_indexed WHERE chain = 'a'")
+			rows := count(t, s, "SELECT COUNT(*) FROM audit_students WHERE chain = 'a'")
+			want := count(t, s, "SELECT COUNT(*) FROM audit_events WHERE chain = 'a' AND seq <= ? AND body LIKE '%\"students\":%'", w) * 2
+			if rows != want {
+				t.Fatalf("%s: %d index rows up to the watermark %d, want %d", when, rows, w, want)
+			}
+			return w
+		}
+		for i := 0; i < 20; i++ { // within the second: not due yet
+			if err := s.Audit(ctx, event(fmt.Sprint("read-", i), fmt.Sprintf("s%d", i), "shared")); err != nil {
+				t.Fatal(err)
+			}
+			invariant(fmt.Sprint("after event ", i+1))
+		}
+		clock.Add(int64(2 * time.Second)) // the next batch finds the index due
+		if err := s.Audit(ctx, event("read-20", "s20", "shared")); err != nil {
+			t.Fatal(err)
+		}
+		head := count(t, s, "SELECT MAX(seq) FROM audit_events WHERE chain = 'a'")
+		if w := invariant("before the flush"); w >= head || w == 0 {
+			t.Fatalf("watermark %d of head %d: runs of 3 rows should trail 20 events of 2 students, and have started", w, head)
+		}
+		for i := 0; i < 30; i++ { // the next batches catch up, a run each, without waiting a second
+			if err := s.Audit(ctx, event("noop")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		invariant("after catching up")
+		if rows := count(t, s, "SELECT COUNT(*) FROM audit_students WHERE chain = 'a'"); rows != 42 {
+			t.Fatalf("%d index rows after the catch-up, want 42 (21 events of 2 students)", rows)
+		}
+		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -78,10 +78,11 @@ type committer struct {
 	// The student index and record of disclosures, written behind the trail
 	// (auditindex.go): the watermark of this chain, when it last moved, and whether
 	// the batch in hand was asked to flush every chain.
-	indexed   int64
-	indexedAt time.Time
-	indexWish bool
-	mem       memIndex
+	indexed     int64
+	indexedAt   time.Time
+	indexWish   bool
+	indexBehind bool // the last run stopped short of the head: run again next batch
+	mem         memIndex
 
 	ck checkpointState // signed checkpoints and the log-stream copy (audit.go)
 
@@ -265,11 +266,11 @@ func (c *committer) runBatch(batch []*commitReq) {
 func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	ctx := context.Background() // a caller giving up must not abort its neighbours' commit
 	c.mem.begin()
-	seq, head, indexed, indexedAt := c.seq, c.head, c.indexed, c.indexedAt
+	seq, head, indexed, indexedAt, behind := c.seq, c.head, c.indexed, c.indexedAt, c.indexBehind
 	defer func() {
 		if err != nil {
 			// Nothing was committed: the head and the index stay where they were.
-			c.seq, c.head, c.indexed, c.indexedAt = seq, head, indexed, indexedAt
+			c.seq, c.head, c.indexed, c.indexedAt, c.indexBehind = seq, head, indexed, indexedAt, behind
 			c.s.log.Error("commit failed", "err", err, "batch", len(batch))
 			err = &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
 		}

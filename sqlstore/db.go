@@ -88,6 +88,9 @@ type Options struct {
 	// NoAuditForBenchmarks drops every audit event. It exists only so benchmarks can
 	// measure what the durable audit costs in the same run; no setting reaches it.
 	NoAuditForBenchmarks bool
+	// IndexRunRows caps the student-index rows one batch writes behind the trail
+	// (default 1024; tests lower it to exercise runs that stop short).
+	IndexRunRows int
 }
 
 // Open opens (creating if needed) the database, applies migrations and starts the
