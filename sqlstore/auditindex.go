@@ -35,7 +35,7 @@ import (
 const (
 	indexInterval = time.Second
 	indexBatch    = 8192
-	indexRunRows  = 1024 // rows per run outside a flush (about 20 ms of work)
+	indexRunRows  = 16384 // rows per run outside a flush: bounds a catch-up batch (a run costs about 20 µs a row)
 )
 
 // migrationAuditIndex adds the watermark and disclosure_events. Every event before it
@@ -201,7 +201,7 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 	var upTo int64
 	fromMem := chain == c.chain && c.mem.ok && from == c.mem.base
 	if fromMem {
-		evs, upTo = c.mem.events, max(c.mem.head, from)
+		evs, upTo = c.mem.events[c.mem.start:], max(c.mem.head, from)
 	} else {
 		var err error
 		if evs, upTo, err = c.readTail(ctx, tx, chain, from); err != nil {
@@ -385,6 +385,7 @@ func (c *committer) readTail(ctx context.Context, tx *sql.Tx, chain string, from
 type memIndex struct {
 	ok     bool
 	base   int64 // the watermark the copy starts at
+	start  int   // events[start:] are those after base
 	head   int64 // the last event the committer knows of
 	events []memEvent
 
@@ -429,13 +430,19 @@ func (m *memIndex) settle(committed bool) {
 	if m.consumed < 0 {
 		return
 	}
-	i := 0
-	for i < len(m.events) && m.events[i].seq <= m.consumed {
-		i++
+	for m.start < len(m.events) && m.events[m.start].seq <= m.consumed {
+		m.start++
 	}
-	n := copy(m.events, m.events[i:])
-	clear(m.events[n:])
-	m.events = m.events[:n]
+	// Indexed events are skipped by start; the slice is compacted once they are most
+	// of it, so a copy that trails the head costs no copying per batch.
+	if m.start == len(m.events) {
+		clear(m.events)
+		m.events, m.start = m.events[:0], 0
+	} else if m.start > 1024 && m.start > len(m.events)/2 {
+		n := copy(m.events, m.events[m.start:])
+		clear(m.events[n:])
+		m.events, m.start = m.events[:n], 0
+	}
 	m.base = m.consumed
 	if m.fromTable {
 		m.ok = true // the table was read to the head: from here on the copy is complete

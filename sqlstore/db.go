@@ -51,8 +51,9 @@ type Store struct {
 	wstmt  *stmtCache  // prepared statements on the writer
 	audit  auditConfig // checkpoints, benchmarks' switch (audit.go)
 
-	clients clientCache // client rows read by Client (clients.go)
-	selects sync.Map    // *records.Entity -> selectList (read.go)
+	wal     walCheckpointer // SQLite: the WAL copied back into the database off the commit path
+	clients clientCache     // client rows read by Client (clients.go)
+	selects sync.Map        // *records.Entity -> selectList (read.go)
 
 	closeOnce sync.Once
 }
@@ -132,6 +133,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			s.r.Close()
 			return nil, err
 		}
+		if err := s.startWALCheckpoints(o.Path); err != nil {
+			s.w.Close()
+			s.r.Close()
+			return nil, err
+		}
 	}
 	if s.commit, err = newCommitter(ctx, s, o.Chain); err != nil {
 		s.w.Close()
@@ -155,7 +161,7 @@ func openSQLite(path string, readers int) (w, r *sql.DB, err error) {
 	} else {
 		return nil, nil, fmt.Errorf("sqlstore: create database file: %w", err)
 	}
-	pragmas := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_txlock=immediate"
+	pragmas := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	w, err = sql.Open("sqlite", "file:"+path+pragmas)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
@@ -190,6 +196,7 @@ func (s *Store) Close() error {
 		}
 		cancel()
 		s.commit.stop()
+		s.stopWALCheckpoints()
 		s.rstmt.close()
 		s.wstmt.close()
 		err = errors.Join(s.r.Close(), s.w.Close())
@@ -256,4 +263,56 @@ func rebindDollar(q string) string {
 		b.WriteByte(q[i])
 	}
 	return b.String()
+}
+
+// walCheckpointer copies SQLite's write-ahead log back into the database file from
+// its own connection, every walCheckpointEvery. SQLite would otherwise do it inside
+// the commit that crosses a thousand pages, and every request waiting on that batch
+// would wait for the copy and its fsync too (the writer runs wal_autocheckpoint(0)).
+// A PASSIVE checkpoint runs beside the writer and readers without blocking them.
+type walCheckpointer struct {
+	db   *sql.DB
+	stop chan struct{}
+	done chan struct{}
+}
+
+const walCheckpointEvery = time.Second
+
+func (s *Store) startWALCheckpoints(path string) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("sqlstore: open %s for checkpoints: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	s.wal = walCheckpointer{db: db, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.wal.done)
+		t := time.NewTicker(walCheckpointEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.wal.stop:
+				return
+			case <-t.C:
+				if _, err := db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+					s.log.Warn("WAL checkpoint", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *Store) stopWALCheckpoints() {
+	if s.wal.db == nil {
+		return
+	}
+	close(s.wal.stop)
+	<-s.wal.done
+	// Our writer has stopped: copy back what it left. PASSIVE, because another process
+	// (a server beside this CLI) may still be writing, and this must not wait for it.
+	if _, err := s.wal.db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+		s.log.Warn("final WAL checkpoint", "err", err)
+	}
+	s.wal.db.Close()
 }
