@@ -161,7 +161,7 @@ func openSQLite(path string, readers int) (w, r *sql.DB, err error) {
 	} else {
 		return nil, nil, fmt.Errorf("sqlstore: create database file: %w", err)
 	}
-	pragmas := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+	pragmas := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	w, err = sql.Open("sqlite", "file:"+path+pragmas)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlstore: open %s: %w", path, err)

@@ -151,7 +151,7 @@ func plan(m importer.FileMapping, hdr []string, now string) (*target, error) {
 		add("ord", line)
 		add("ref_id", col("resourceSourcedId"))
 	default:
-		t.table = "raw_" + m.File
+		t.table = "raw_" + strings.ToLower(m.File) // unquoted in CREATE TABLE: PostgreSQL folds it
 		add("sourced_id", col("sourcedId"))
 		add("owner_id", col(m.OwnerColumn))
 		add("payload", func(rec []string, _ int) any { return strings.Join(rec, ",") })
