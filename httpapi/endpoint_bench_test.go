@@ -94,6 +94,13 @@ func BenchmarkEndpoints(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
+	measureEndpoints(b, db, srv.URL, tok.AccessToken, base.URL)
+}
+
+// measureEndpoints runs issue 2's pair, registrar at regURL (with token) beside the
+// bare handler at bareURL, over ids sampled from db, each as a sub-benchmark.
+func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string) {
+	ctx := context.Background()
 	sample := func(q string) []string {
 		rows, err := db.QueryContext(ctx, q)
 		if err != nil {
@@ -135,13 +142,13 @@ func BenchmarkEndpoints(b *testing.B) {
 			p := paths(ep.prefix, ep.ids, ep.suffix)
 			rp := paths(rost+ep.prefix, ep.ids, ep.suffix)
 			// Warm both (page cache, prepared statements, keys) before timing.
-			auditBenchLoad(b, srv.URL, tok.AccessToken, rp, len(rp), workers)
-			auditBenchLoad(b, base.URL, "", p, len(p), workers)
+			auditBenchLoad(b, regURL, token, rp, len(rp), workers)
+			auditBenchLoad(b, bareURL, "", p, len(p), workers)
 			b.ResetTimer()
 			stop := profileRegistrar(b, ep.name)
-			reg, regCPU := auditBenchLoad(b, srv.URL, tok.AccessToken, rp, b.N, workers)
+			reg, regCPU := auditBenchLoad(b, regURL, token, rp, b.N, workers)
 			stop()
-			bareT, bareCPU := auditBenchLoad(b, base.URL, "", p, b.N, workers)
+			bareT, bareCPU := auditBenchLoad(b, bareURL, "", p, b.N, workers)
 			b.ReportMetric(float64(b.N)/reg.Seconds(), "registrar-req/s")
 			b.ReportMetric(float64(b.N)/bareT.Seconds(), "baseline-req/s")
 			b.ReportMetric(bareT.Seconds()/reg.Seconds(), "ratio")

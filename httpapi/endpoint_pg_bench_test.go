@@ -96,55 +96,5 @@ func BenchmarkEndpointsPostgres(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	sample := func(q string) []string {
-		rows, err := db.QueryContext(ctx, q)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				b.Fatal(err)
-			}
-			out = append(out, id)
-		}
-		if len(out) == 0 {
-			b.Fatalf("no rows for %s", q)
-		}
-		return out
-	}
-	studentIDs := sample("SELECT user_id FROM user_roles WHERE role = 'student' ORDER BY user_id LIMIT 1000")
-	classIDs := sample("SELECT DISTINCT class_id FROM enrollments WHERE role = 'student' ORDER BY class_id LIMIT 300")
-	paths := func(prefix string, ids []string, suffix string) []string {
-		out := make([]string, len(ids))
-		for i, id := range ids {
-			out[i] = prefix + id + suffix
-		}
-		return out
-	}
-	const rost = "/ims/oneroster/rostering/v1p2"
-	const workers = 16
-	for _, ep := range []struct {
-		name, prefix, suffix string
-		ids                  []string
-	}{
-		{"GET /students/{id}", "/students/", "", studentIDs},
-		{"GET /classes/{id}/students", "/classes/", "/students", classIDs},
-	} {
-		b.Run(ep.name, func(b *testing.B) {
-			p := paths(ep.prefix, ep.ids, ep.suffix)
-			rp := paths(rost+ep.prefix, ep.ids, ep.suffix)
-			// Warm both (buffers, prepared statements, keys) before timing.
-			auditBenchLoad(b, srv.URL, tok.AccessToken, rp, len(rp), workers)
-			auditBenchLoad(b, base.URL, "", p, len(p), workers)
-			b.ResetTimer()
-			reg, _ := auditBenchLoad(b, srv.URL, tok.AccessToken, rp, b.N, workers)
-			bareT, _ := auditBenchLoad(b, base.URL, "", p, b.N, workers)
-			b.ReportMetric(float64(b.N)/reg.Seconds(), "registrar-req/s")
-			b.ReportMetric(float64(b.N)/bareT.Seconds(), "baseline-req/s")
-			b.ReportMetric(bareT.Seconds()/reg.Seconds(), "ratio")
-		})
-	}
+	measureEndpoints(b, db, srv.URL, tok.AccessToken, base.URL)
 }

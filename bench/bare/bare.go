@@ -34,6 +34,12 @@ func Start(ctx context.Context, dbPath string) (*Server, error) {
 	}
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(4)
+	return serve(ctx, db, "?")
+}
+
+// serve prepares the two routes' SQL on db (arg is the engine's placeholder) and
+// serves them on a loopback port. It closes db if it fails.
+func serve(ctx context.Context, db *sql.DB, arg string) (*Server, error) {
 	var cols []string
 	for _, f := range records.User.Fields {
 		if !f.Sensitive && f.Kind != records.KChildren {
@@ -43,12 +49,14 @@ func Start(ctx context.Context, dbPath string) (*Server, error) {
 	cols = append(cols, "t.sealed", "k.wrapped")
 	sel := "SELECT " + strings.Join(cols, ", ") + " FROM users t LEFT JOIN subject_keys k ON k.subject_id = t.sourced_id WHERE " +
 		"EXISTS (SELECT 1 FROM user_roles r WHERE r.user_id = t.sourced_id AND r.role = 'student')"
-	one, err := db.PrepareContext(ctx, sel+" AND t.sourced_id = ?")
+	one, err := db.PrepareContext(ctx, sel+" AND t.sourced_id = "+arg)
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
-	ofClass, err := db.PrepareContext(ctx, sel+" AND t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id = ? AND e.role = 'student' AND e.status = 'active') ORDER BY t.sourced_id LIMIT 100 OFFSET 0")
+	ofClass, err := db.PrepareContext(ctx, sel+" AND t.sourced_id IN (SELECT e.user_id FROM enrollments e WHERE e.class_id = "+arg+" AND e.role = 'student' AND e.status = 'active') ORDER BY t.sourced_id LIMIT 100 OFFSET 0")
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	rowsJSON := func(w http.ResponseWriter, rows *sql.Rows, err error, single bool) {
@@ -100,6 +108,7 @@ func Start(ctx context.Context, dbPath string) (*Server, error) {
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	b := &Server{URL: "http://" + ln.Addr().String(), db: db, srv: &http.Server{Handler: mux}}
