@@ -49,7 +49,7 @@ var goBenches = []goBench{
 		quickTime: "2s", fullTime: "5s"},
 	{title: "Endpoints on PostgreSQL", pkg: "./httpapi", pattern: "BenchmarkEndpointsPostgres",
 		note:      "GET /students/{id} and GET /classes/{id}/students on PostgreSQL (started on loopback by internal/pgtest, or REGISTRAR_TEST_POSTGRES_URL) beside the bare handler on the same database (bench/bare.StartPostgres: net/http and database/sql through pgx, the same SQL, no authentication, authorization, decryption or audit), over the imported generated district (issue 7: the core read benchmarks on PostgreSQL).",
-		quickTime: "2s", fullTime: "5s", quickEnv: []string{"REGISTRAR_BENCH_STUDENTS=2000"}, fullEnv: []string{"REGISTRAR_BENCH_STUDENTS=10000"}},
+		quickTime: "2s", fullTime: "5s", quickEnv: []string{"REGISTRAR_BENCH_STUDENTS=2000"}, fullEnv: []string{"REGISTRAR_BENCH_STUDENTS=10000"}, fullOnly: true},
 	{title: "Cache", pkg: "./cache", pattern: "BenchmarkGetStudent",
 		note:      "GET /students/{id} with the in-process and the Redis cache beside no cache (issue 7).",
 		quickTime: "2s", fullTime: "5s"},
