@@ -96,21 +96,27 @@ func (e *Event) CanonicalTail() []byte {
 	return bytes.TrimPrefix(c.Canonical(), []byte(`{"chain":"","seq":0,`))
 }
 
-// Splice returns the canonical encoding of the event of chain numbered seq whose
-// CanonicalTail is tail.
-func Splice(chain string, seq int64, tail []byte) []byte {
+// ChainPrefix is the start of the canonical encoding of every event of chain, up to
+// its sequence number: encoded once per chain, not once per event.
+func ChainPrefix(chain string) []byte {
 	var buf bytes.Buffer
-	buf.Grow(len(chain) + len(tail) + 32)
 	buf.WriteString(`{"chain":`)
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(chain)       // a string: cannot fail
 	buf.Truncate(buf.Len() - 1) // Encode's newline
 	buf.WriteString(`,"seq":`)
-	buf.WriteString(strconv.FormatInt(seq, 10))
-	buf.WriteByte(',')
-	buf.Write(tail)
 	return buf.Bytes()
+}
+
+// Splice returns the canonical encoding of the event numbered seq, of the chain
+// whose ChainPrefix is prefix, whose CanonicalTail is tail.
+func Splice(prefix []byte, seq int64, tail []byte) []byte {
+	out := make([]byte, 0, len(prefix)+len(tail)+21)
+	out = append(out, prefix...)
+	out = strconv.AppendInt(out, seq, 10)
+	out = append(out, ',')
+	return append(out, tail...)
 }
 
 // Genesis is the "previous hash" of the first event of every chain.

@@ -199,7 +199,7 @@ func TestSpliceEqualsCanonical(t *testing.T) {
 			for _, seq := range []int64{1, 42, 1 << 40} {
 				want := e
 				want.Chain, want.Seq = chain, seq
-				if got := audit.Splice(chain, seq, e.CanonicalTail()); string(got) != string(want.Canonical()) {
+				if got := audit.Splice(audit.ChainPrefix(chain), seq, e.CanonicalTail()); string(got) != string(want.Canonical()) {
 					t.Fatalf("event %d in %q at %d:\n got %s\nwant %s", i, chain, seq, got, want.Canonical())
 				}
 			}

@@ -60,10 +60,11 @@ type commitReq struct {
 // them after the single COMMIT. A write is acknowledged only once it is durable, and
 // so is every read's audit event.
 type committer struct {
-	s     *Store
-	chain string
-	seq   int64
-	head  []byte
+	s      *Store
+	chain  string
+	prefix []byte // audit.ChainPrefix(chain)
+	seq    int64
+	head   []byte
 
 	reqs chan *commitReq
 	quit chan struct{}
@@ -96,7 +97,7 @@ const (
 )
 
 func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
-	c := &committer{s: s, chain: chain, reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
+	c := &committer{s: s, chain: chain, prefix: audit.ChainPrefix(chain), reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
 	if err := c.loadHead(ctx); err != nil {
 		return nil, err
 	}
@@ -374,7 +375,7 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 	if tail == nil {
 		tail = e.CanonicalTail()
 	}
-	body := audit.Splice(c.chain, c.seq, tail)
+	body := audit.Splice(c.prefix, c.seq, tail)
 	hash := audit.Link(c.head, body)
 	if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertAuditEvent),
 		c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash); err != nil {
