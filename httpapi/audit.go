@@ -29,16 +29,16 @@ func (s *Server) auditRoutes() []*route {
 // and any basis registrar does not know) must be recorded.
 var notRequiredBy9932 = []string{authz.BasisSchoolOfficial, authz.BasisConsent, authz.BasisDirectory}
 
-// disclosureOf returns the record-of-disclosure entry a successful request makes, if
-// any. registrar records every read of students' records by an API client (a system
-// outside the school's staff), marking whether 99.32 requires the entry; reads by
+// disclosed says whether a successful request disclosed students' records, and if so
+// which fields and whether 99.32 requires the entry. registrar records every read of
+// students' records by an API client (a system outside the school's staff); reads by
 // people (school staff under 99.31(a)(1), and parents and eligible students reading
 // their own records) are in the audit trail but are not disclosures to record.
-func disclosureOf(rc *reqCtx, ev *audit.Event) (sqlstore.Disclosure, bool) {
+func disclosed(rc *reqCtx, ev *audit.Event) (fields []string, required, ok bool) {
 	if rc.p == nil || rc.p.Kind != audit.KindClient || rc.route.method != http.MethodGet || len(ev.Students) == 0 || ev.Outcome != audit.OK {
-		return sqlstore.Disclosure{}, false
+		return nil, false, false
 	}
-	fields := ev.Fields
+	fields = ev.Fields
 	if len(fields) == 0 {
 		if e, ok := records.EntityNamed(ev.ResourceType); ok {
 			for i := range e.Fields {
@@ -48,8 +48,7 @@ func disclosureOf(rc *reqCtx, ev *audit.Event) (sqlstore.Disclosure, bool) {
 			}
 		}
 	}
-	return sqlstore.Disclosure{PartyKind: rc.p.Kind, PartyID: rc.p.ID, PartyName: rc.p.Name, LegalBasis: ev.LegalBasis, Purpose: ev.Purpose,
-		ResourceType: ev.ResourceType, Fields: fields, Required: !slices.Contains(notRequiredBy9932, ev.LegalBasis)}, true
+	return fields, !slices.Contains(notRequiredBy9932, ev.LegalBasis), true
 }
 
 // auditRead makes a successful request's audit event durable. A read that discloses
@@ -57,8 +56,8 @@ func disclosureOf(rc *reqCtx, ev *audit.Event) (sqlstore.Disclosure, bool) {
 // the entry; the record of disclosures is derived from that event (sqlstore's
 // auditindex.go).
 func (s *Server) auditRead(ctx context.Context, rc *reqCtx, ev audit.Event) error {
-	if d, ok := disclosureOf(rc, &ev); ok {
-		ev.Disclosed, ev.DisclosureRequired, ev.Fields = true, d.Required, d.Fields
+	if fields, required, ok := disclosed(rc, &ev); ok {
+		ev.Disclosed, ev.DisclosureRequired, ev.Fields = true, required, fields
 	}
 	return s.store.Audit(ctx, ev)
 }

@@ -31,16 +31,6 @@ type Disclosure struct {
 	RequestID    string
 }
 
-// DeleteDisclosures removes a student's record of disclosures. 99.32(a)(2) keeps it as
-// long as the student's record: the database refuses the delete while the student's
-// users row exists, so a purge deletes the record first, then calls this.
-func (t *Tx) DeleteDisclosures(ctx context.Context, student string) error {
-	if _, err := t.exec(ctx, "DELETE FROM disclosures WHERE student_id = ?", student); err != nil {
-		return unavailable("delete disclosures", err)
-	}
-	return nil
-}
-
 const disclosureCols = "student_id, time, chain, seq, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id"
 
 const selectClientParty = "SELECT name, contract_ref FROM clients WHERE client_id = ?"
