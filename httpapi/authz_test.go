@@ -74,7 +74,8 @@ func newAZHarness(t *testing.T, o azOptions) *azHarness {
 		t.Fatal(err)
 	}
 	logs := &strings.Builder{}
-	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	lw := &lockedWriter{w: logs}
+	log := slog.New(slog.NewJSONHandler(lw, nil))
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v, Logger: log})
 	if err != nil {
@@ -118,7 +119,7 @@ func newAZHarness(t *testing.T, o azOptions) *azHarness {
 	s.SetClock(func() time.Time { return *x.now.Load() })
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	x.harness = &harness{t: t, store: st, auth: auth, srv: srv, logs: logs}
+	x.harness = &harness{t: t, store: st, auth: auth, srv: srv, logs: logs, lw: lw}
 	if o.extra {
 		// registrar's own authorization data, set as a district administrator does.
 		admin := x.user(testdistrict.Admin)

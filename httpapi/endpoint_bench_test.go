@@ -38,6 +38,15 @@ import (
 // REGISTRAR_BENCH_NO_AUDIT=1 turns the audit trail off (to see what it costs; never a
 // reported figure) and REGISTRAR_BENCH_PROFILE=PREFIX writes CPU profiles.
 func BenchmarkEndpoints(b *testing.B) {
+	dbPath := filepath.Join(b.TempDir(), "registrar.db")
+	benchEndpoints(b, sqlstore.Options{Path: dbPath}, "sqlite", "file:"+dbPath+"?_pragma=query_only(ON)",
+		func(ctx context.Context) (*bare.Server, error) { return bare.Start(ctx, dbPath) })
+}
+
+// benchEndpoints imports the generated district into the store o opens, serves it as
+// `registrar serve` does beside the bare handler startBare serves, and measures the
+// pair; ids are sampled through driver and dsn.
+func benchEndpoints(b *testing.B, o sqlstore.Options, driver, dsn string, startBare func(context.Context) (*bare.Server, error)) {
 	ctx := context.Background()
 	students := 10000
 	if s := os.Getenv("REGISTRAR_BENCH_STUDENTS"); s != "" {
@@ -54,8 +63,8 @@ func BenchmarkEndpoints(b *testing.B) {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	dbPath := filepath.Join(dir, "registrar.db")
-	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: dbPath, Chain: "bench", Vault: v, Logger: log, NoAuditForBenchmarks: os.Getenv("REGISTRAR_BENCH_NO_AUDIT") != ""})
+	o.Chain, o.Vault, o.Logger, o.NoAuditForBenchmarks = "bench", v, log, os.Getenv("REGISTRAR_BENCH_NO_AUDIT") != ""
+	st, err := sqlstore.Open(ctx, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,13 +92,13 @@ func BenchmarkEndpoints(b *testing.B) {
 	s := httpapi.New(httpapi.Options{Store: st, Auth: auth, Logger: log, Location: time.UTC, Cache: c})
 	srv := httptest.NewServer(s.Handler())
 	b.Cleanup(srv.Close)
-	base, err := bare.Start(ctx, dbPath)
+	base, err := startBare(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(base.Close)
 
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=query_only(ON)")
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -40,7 +40,8 @@ func newImportHarness(t *testing.T) *importHarness {
 		t.Fatal(err)
 	}
 	logs := &strings.Builder{}
-	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	lw := &lockedWriter{w: logs}
+	log := slog.New(slog.NewJSONHandler(lw, nil))
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v, Logger: log})
 	if err != nil {
@@ -65,7 +66,7 @@ func newImportHarness(t *testing.T) *importHarness {
 	s.Importer = svc
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &importHarness{&harness{t: t, store: st, auth: auth, srv: srv, logs: logs}, dir + "/registrar.db"}
+	return &importHarness{&harness{t: t, store: st, auth: auth, srv: srv, logs: logs, lw: lw}, dir + "/registrar.db"}
 }
 
 func goldenPackage(name string) string { return filepath.Join("..", "testdata", "csv", name) }
