@@ -205,7 +205,7 @@ func TestDocumentsFollowTheStudent(t *testing.T) {
 		db := rawDB(t, filepath.Join(h.dir, "registrar.db"))
 		for action, want := range map[string]int{"putDocument": 2, "getDocument": 5} {
 			var n int
-			if err := db.QueryRow(`SELECT COUNT(*) FROM audit_events e JOIN audit_students s ON s.chain = e.chain AND s.seq = e.seq
+			if err := db.QueryRow(`SELECT COUNT(*) FROM audit_events e JOIN ix.audit_students s ON s.chain = e.chain AND s.seq = e.seq
 WHERE e.action = ? AND s.student_id = ? AND e.body LIKE '%"outcome":"ok"%'`, action, testdistrict.Minor).Scan(&n); err != nil || n != want {
 				t.Errorf("%s: %d successful events for the student (%v), want %d", action, n, err, want)
 			}
@@ -358,7 +358,7 @@ func TestPurgeThroughTheAPI(t *testing.T) {
 // rawDB opens the database file directly, as someone holding a copy of it would.
 func rawDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)")
+	db, err := sqlstore.OpenSQLite(path, "_pragma=busy_timeout(10000)&_pragma=query_only(ON)")
 	if err != nil {
 		t.Fatal(err)
 	}

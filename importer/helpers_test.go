@@ -61,11 +61,15 @@ type dbRef struct{ path, url string }
 // sqlDB opens the database directly, beside any store (closed at cleanup).
 func (r dbRef) sqlDB(t testing.TB) *sql.DB {
 	t.Helper()
-	driver, dsn := "sqlite", "file:"+r.path+"?_pragma=busy_timeout(10000)" // read-write: after a kill, opening runs WAL recovery
+	var db *sql.DB
+	var err error
 	if r.url != "" {
-		driver, dsn = "pgx", r.url
+		db, err = sql.Open("pgx", r.url)
+	} else {
+		// Read-write: after a kill, opening runs WAL recovery. The audit index file is
+		// attached as ix, as the store's readers see it.
+		db, err = sqlstore.OpenSQLite(r.path, "_pragma=busy_timeout(10000)")
 	}
-	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,7 @@ func testImportIsOneAuditedOperation(t *testing.T) {
 	if err := st.FlushAuditIndex(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, st, "audit_students", ""); n != 2 {
+	if n := count(t, st, "ix.audit_students", ""); n != 2 {
 		t.Errorf("got %d students indexed for the event, want 2", n)
 	}
 	// A package with problems writes nothing but the event of the attempt.
@@ -293,7 +293,7 @@ func testBulkMarksWhatIsAbsentTobedeleted(t *testing.T) {
 	if err := st.FlushAuditIndex(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, st, "audit_students", "student_id IN ('u-s1', 'u-s2')"); n < 4 {
+	if n := count(t, st, "ix.audit_students", "student_id IN ('u-s1', 'u-s2')"); n < 4 {
 		t.Errorf("the second import's event does not name the students whose records were marked (%d rows)", n)
 	}
 }

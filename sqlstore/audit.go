@@ -582,23 +582,35 @@ func (s *Store) walkChain(ctx context.Context, chain string, from, to int64, pag
 			}
 		}
 	}
-	// Index rows or disclosures after the last event: their events were deleted.
-	for _, t := range []struct{ table, what string }{{"audit_students", "the student index has rows"}, {"disclosures", "the record of disclosures has entries"}} {
-		q := "SELECT MIN(seq) FROM " + t.table + " WHERE chain = ? AND seq > ?"
-		args := []any{chain, lastSeq}
-		if to > 0 {
-			q += " AND seq <= ?"
-			args = append(args, to)
-		}
-		var orphan sql.NullInt64
-		if err := s.r.QueryRowContext(ctx, s.d.rebind(q), args...).Scan(&orphan); err != nil {
+	// Index rows or disclosures after the chain's last event: their events were
+	// deleted. The index is read first (on SQLite its file's snapshot is then the
+	// older one), so rows of events appended meanwhile find their events.
+	return s.readTx(ctx, func(tx *sql.Tx) error {
+		// Any read of the index first: it fixes the index file's snapshot.
+		if _, err := s.indexWatermark(ctx, tx, chain); err != nil {
 			return unavailable("audit verify", err)
 		}
-		if orphan.Valid {
-			return &audit.Break{Chain: chain, Seq: orphan.Int64, Reason: fmt.Sprintf("%s for event %d, which does not exist (deleted)", t.what, orphan.Int64)}
+		var head sql.NullInt64
+		if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT MAX(seq) FROM audit_events WHERE chain = ?"), chain).Scan(&head); err != nil {
+			return unavailable("audit verify", err)
 		}
-	}
-	return nil
+		for _, t := range []struct{ table, what string }{{"ix.audit_students", "the student index has rows"}, {"ix.disclosures", "the record of disclosures has entries"}} {
+			q := "SELECT MIN(seq) FROM " + t.table + " WHERE chain = ? AND seq > ?"
+			args := []any{chain, max(head.Int64, lastSeq)}
+			if to > 0 {
+				q += " AND seq <= ?"
+				args = append(args, to)
+			}
+			var orphan sql.NullInt64
+			if err := tx.QueryRowContext(ctx, s.d.rebind(q), args...).Scan(&orphan); err != nil {
+				return unavailable("audit verify", err)
+			}
+			if orphan.Valid {
+				return &audit.Break{Chain: chain, Seq: orphan.Int64, Reason: fmt.Sprintf("%s for event %d, which does not exist (deleted)", t.what, orphan.Int64)}
+			}
+		}
+		return nil
+	})
 }
 
 // readVerifyChunk reads the next page of events from seq from on (keyset paging, so a
@@ -613,6 +625,13 @@ func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int6
 	}
 	args = append(args, page)
 	ch.err = s.readTx(ctx, func(tx *sql.Tx) error {
+		// The watermark first: on SQLite the index file's snapshot is then taken
+		// before the database's, so every index row it shows has its event in the
+		// events read next.
+		var err error
+		if ch.indexed, err = s.indexWatermark(ctx, tx, chain); err != nil {
+			return unavailable("audit index", err)
+		}
 		rows, err := tx.QueryContext(ctx, s.d.rebind(q+" ORDER BY seq LIMIT ?"), args...)
 		if err != nil {
 			return unavailable("audit events", err)
@@ -636,11 +655,8 @@ func (s *Store) readVerifyChunk(ctx context.Context, chain string, from, to int6
 			return nil
 		}
 		lo, hi := ch.recs[0].Seq, ch.recs[len(ch.recs)-1].Seq
-		if ch.indexed, err = s.indexWatermark(ctx, tx, chain); err != nil {
-			return unavailable("audit index", err)
-		}
 		ch.students = map[int64][]string{}
-		rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT seq, student_id FROM audit_students WHERE chain = ? AND seq >= ? AND seq <= ?"), chain, lo, hi)
+		rows, err = tx.QueryContext(ctx, s.d.rebind("SELECT seq, student_id FROM ix.audit_students WHERE chain = ? AND seq >= ? AND seq <= ?"), chain, lo, hi)
 		if err != nil {
 			return unavailable("audit students", err)
 		}
@@ -787,7 +803,7 @@ func (s *Store) AuditEvents(ctx context.Context, q AuditQuery) ([]audit.Entry, s
 	var args []any
 	from := "audit_events e"
 	if q.Student != "" {
-		from = "audit_students st JOIN audit_events e ON e.chain = st.chain AND e.seq = st.seq"
+		from = "ix.audit_students st JOIN audit_events e ON e.chain = st.chain AND e.seq = st.seq"
 		where = append(where, "st.student_id = ?")
 		args = append(args, q.Student)
 	}
@@ -893,7 +909,7 @@ func (s *Store) ExportAudit(ctx context.Context, q ExportQuery, fn func(audit.En
 		var args []any
 		from := "audit_events e"
 		if q.Student != "" {
-			from = "audit_students st JOIN audit_events e ON e.chain = st.chain AND e.seq = st.seq"
+			from = "ix.audit_students st JOIN audit_events e ON e.chain = st.chain AND e.seq = st.seq"
 			where = append(where, "st.student_id = ?")
 			args = append(args, q.Student)
 		}

@@ -93,12 +93,20 @@ func (tr *trail) tampered(t *testing.T, stmts ...string) string {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", "file:"+path)
+	// The audit index file goes with the database (sqlstore.IndexPath).
+	if b, err = os.ReadFile(sqlstore.IndexPath(filepath.Join(tr.dir, "base.db"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sqlstore.IndexPath(path), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlstore.OpenSQLite(path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+	db.SetMaxOpenConns(1)
+	rows, err := db.Query("SELECT 'main.' || name FROM main.sqlite_master WHERE type = 'trigger' UNION ALL SELECT 'ix.' || name FROM ix.sqlite_master WHERE type = 'trigger'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +212,9 @@ func TestVerifyNamesTheFirstTamperedEvent(t *testing.T) {
 			stmts:   []string{`UPDATE audit_events SET seq = 1012 WHERE seq = 12`, `UPDATE audit_events SET seq = 12 WHERE seq = 13`, `UPDATE audit_events SET seq = 13 WHERE seq = 1012`},
 			wantSeq: 12},
 		{name: "a truncated tail is caught by the checkpoint that covered it",
-			stmts: []string{`DELETE FROM audit_events WHERE seq > 33`, `DELETE FROM audit_students WHERE seq > 33`, `DELETE FROM disclosures WHERE seq > 33`}, wantSeq: 34, reason: "truncated"},
+			stmts: []string{`DELETE FROM audit_events WHERE seq > 33`, `DELETE FROM ix.audit_students WHERE seq > 33`, `DELETE FROM ix.disclosures WHERE seq > 33`}, wantSeq: 34, reason: "truncated"},
 		{name: "a truncated tail and checkpoint table are caught by the exported checkpoints",
-			stmts: []string{`DELETE FROM audit_events WHERE seq > 33`, `DELETE FROM audit_students WHERE seq > 33`, `DELETE FROM disclosures WHERE seq > 33`, `DELETE FROM audit_checkpoints WHERE seq > 30`},
+			stmts: []string{`DELETE FROM audit_events WHERE seq > 33`, `DELETE FROM ix.audit_students WHERE seq > 33`, `DELETE FROM ix.disclosures WHERE seq > 33`, `DELETE FROM audit_checkpoints WHERE seq > 30`},
 			opts:  sqlstore.VerifyOptions{External: tr.cps}, wantSeq: 34, reason: "truncated"},
 		{name: "a replaced checkpoint fails its signature",
 			stmts: []string{`UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit_events WHERE seq = 19) WHERE seq = 20`}, wantSeq: 20, reason: "signature"},
@@ -223,13 +231,13 @@ func TestVerifyNamesTheFirstTamperedEvent(t *testing.T) {
 				}
 			}, wantSeq: 20, reason: "signature"},
 		{name: "a deleted student index row is named",
-			stmts: []string{`DELETE FROM audit_students WHERE seq = 9 AND student_id = 's0'`}, wantSeq: 9, reason: "student index"},
+			stmts: []string{`DELETE FROM ix.audit_students WHERE seq = 9 AND student_id = 's0'`}, wantSeq: 9, reason: "student index"},
 		{name: "an edited record of disclosure is named",
-			stmts: []string{`UPDATE disclosure_events SET party_id = 'someone-else' WHERE seq = 15`}, wantSeq: 15, reason: "disclos"},
+			stmts: []string{`UPDATE ix.disclosure_events SET party_id = 'someone-else' WHERE seq = 15`}, wantSeq: 15, reason: "disclos"},
 		{name: "a deleted disclosure event row is named",
-			stmts: []string{`DELETE FROM disclosure_events WHERE seq = 20`}, wantSeq: 20, reason: "disclos"},
+			stmts: []string{`DELETE FROM ix.disclosure_events WHERE seq = 20`}, wantSeq: 20, reason: "disclos"},
 		{name: "a deleted record of disclosure is named",
-			stmts: []string{`DELETE FROM disclosures WHERE seq = 25`}, wantSeq: 25, reason: "disclos"},
+			stmts: []string{`DELETE FROM ix.disclosures WHERE seq = 25`}, wantSeq: 25, reason: "disclos"},
 		{name: "a range anchored at a checkpoint verifies although an earlier event was edited",
 			stmts: []string{`UPDATE audit_events SET body = replace(body, '"principalId":"vendor"', '"principalId":"vendoR"') WHERE seq = 5`},
 			opts:  sqlstore.VerifyOptions{Chain: "a", From: 25, To: 38}},
@@ -282,7 +290,7 @@ func TestRangeVerifyStartsAtTheCheckpointBeforeIt(t *testing.T) {
 func TestTriggersRefuseUpdateAndDelete(t *testing.T) {
 	t.Parallel()
 	tr := newTrail(t)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(tr.dir, "base.db"))
+	db, err := sqlstore.OpenSQLite(filepath.Join(tr.dir, "base.db"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,24 +298,24 @@ func TestTriggersRefuseUpdateAndDelete(t *testing.T) {
 	for _, q := range []string{
 		"UPDATE audit_events SET action = 'x' WHERE seq = 1",
 		"DELETE FROM audit_events WHERE seq = 40",
-		"DELETE FROM audit_students",
+		"DELETE FROM ix.audit_students",
 		"UPDATE audit_checkpoints SET seq = 99",
 		"DELETE FROM audit_checkpoints",
-		"UPDATE disclosures SET party_id = 'x'",
-		"UPDATE disclosure_events SET party_id = 'x'",
-		"DELETE FROM disclosure_events",
+		"UPDATE ix.disclosures SET party_id = 'x'",
+		"UPDATE ix.disclosure_events SET party_id = 'x'",
+		"DELETE FROM ix.disclosure_events",
 	} {
 		if _, err := db.Exec(q); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s: got %v, want the append-only refusal", q, err)
 		}
 	}
-	// A student's record of disclosures goes only with the student (99.32(a)(2)): gone5
-	// has no users row (purged), so it may be deleted; a present student's may not.
-	if _, err := db.Exec("DELETE FROM disclosures WHERE student_id = 'gone5'"); err != nil {
-		t.Errorf("deleting a purged student's disclosures: %v", err)
-	}
-	if _, err := db.Exec("DELETE FROM disclosures WHERE student_id = ?", testdistrict.Minor); err == nil || !strings.Contains(err.Error(), "99.32") {
-		t.Errorf("deleting a present student's disclosures: got %v, want a refusal", err)
+	// A student's record of disclosures is kept as long as the student's record
+	// (99.32(a)(2)); in the index file (which cannot see the users) it is kept even
+	// after the student is purged: gone5 has no users row, and its entries stay.
+	for _, id := range []string{"gone5", testdistrict.Minor} {
+		if _, err := db.Exec("DELETE FROM ix.disclosures WHERE student_id = ?", id); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("deleting %s's disclosures: got %v, want the append-only refusal", id, err)
+		}
 	}
 }
 
@@ -457,7 +465,7 @@ func TestAuditTrailOnEveryEngine(t *testing.T) {
 		}
 		// Tamper behind disabled triggers: an edited disclosure, then a cut tail.
 		db := s.RawDB()
-		for _, tbl := range []string{"audit_events", "audit_students", "disclosures", "disclosure_events"} {
+		for _, tbl := range []string{"audit_events", "ix.audit_students", "ix.disclosures", "ix.disclosure_events"} {
 			q := "ALTER TABLE " + tbl + " DISABLE TRIGGER ALL"
 			if s.Engine() == "sqlite" {
 				q = ""
@@ -469,23 +477,23 @@ func TestAuditTrailOnEveryEngine(t *testing.T) {
 			}
 		}
 		if s.Engine() == "sqlite" {
-			for _, tr := range []string{"disclosures_no_update", "audit_events_no_delete", "audit_students_no_delete", "disclosures_no_delete", "disclosure_events_no_update"} {
+			for _, tr := range []string{"ix.disclosures_no_update", "audit_events_no_delete", "ix.audit_students_no_delete", "ix.disclosures_no_delete", "ix.disclosure_events_no_update"} {
 				if _, err := db.ExecContext(ctx, "DROP TRIGGER "+tr); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
-		if _, err := db.ExecContext(ctx, s.Rebind("UPDATE disclosure_events SET legal_basis = 'consent' WHERE seq = ?"), disclosing[1]); err != nil {
+		if _, err := db.ExecContext(ctx, s.Rebind("UPDATE ix.disclosure_events SET legal_basis = 'consent' WHERE seq = ?"), disclosing[1]); err != nil {
 			t.Fatal(err)
 		}
 		var b *audit.Break
 		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); !errors.As(err, &b) || b.Seq != disclosing[1] {
 			t.Fatalf("an edited disclosure: got %v, want a break at %d", err, disclosing[1])
 		}
-		if _, err := db.ExecContext(ctx, "DELETE FROM disclosures"); err != nil {
+		if _, err := db.ExecContext(ctx, "DELETE FROM ix.disclosures"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.ExecContext(ctx, "DELETE FROM audit_students WHERE seq > 6"); err != nil {
+		if _, err := db.ExecContext(ctx, "DELETE FROM ix.audit_students WHERE seq > 6"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.ExecContext(ctx, "DELETE FROM audit_events WHERE seq > 6"); err != nil {

@@ -9,33 +9,44 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"registrar/audit"
 	"registrar/records"
 )
 
-// The student index (audit_students) and the record of disclosures (disclosures) are
-// derived from the audit events, which carry every fact they hold: the students an
-// event names, and, for an event marked Disclosed, the party, legal basis, purpose,
-// resource, fields and whether 99.32 requires the entry. They are written behind the
-// trail, not in each request's transaction: a read's commit appends one event row,
-// while index rows for 30 students land on 30 scattered pages of a student-keyed
-// index, which at district scale made the index most of the cost of every audited
-// read (docs/audit.md, "The student index is written behind the trail").
+// The student index (ix.audit_students) and the record of disclosures
+// (ix.disclosures, ix.disclosure_events) are derived from the audit events, which
+// carry every fact they hold: the students an event names, and, for an event marked
+// Disclosed, the party, legal basis, purpose, resource, fields and whether 99.32
+// requires the entry. They are written behind the trail by an indexer of their own,
+// never in a request's transaction: a read's commit appends one event row, while
+// index rows for 30 students land on 30 scattered pages of two student-keyed
+// indexes, which at district scale made the index most of the cost of every audited
+// read, and, once it was moved behind the trail but still run by the committer, a
+// stall of 100-400 ms every second for every request waiting on that batch
+// (docs/audit.md, "The student index is written behind the trail").
 //
-// audit_indexed holds, per chain, the highest sequence number whose rows are written
-// (the watermark). The committer indexes its own chain's tail inside an ordinary batch
-// transaction every indexInterval or indexBatch events, sorting the rows by student so
-// that each index page is written once per run; anything that reads the index
-// (a record of disclosures, the trail filtered by student, verify, the purge) first
-// calls FlushAuditIndex, so no caller ever sees a lagging index. Because the rows are
-// derived, an index run after a crash writes exactly what the lost run would have:
-// the events are durable, and the watermark moves in the same transaction as the rows.
+// The tables live in their own schema, ix: on SQLite a file of its own beside the
+// database (IndexPath), attached to every reading connection, so that the indexer
+// holds its own write lock and never the committer's; on PostgreSQL a schema of the
+// same database, written on a connection of its own. ix.audit_indexed holds, per
+// chain, the highest sequence number whose rows are written (the watermark), moved
+// in the same transaction as the rows, so a run lost in a crash is redone exactly.
+//
+// The committer hands the indexer a copy of every committed batch's events that
+// name students (handover); the indexer writes them every indexInterval, sorted by
+// student so that each index page is written once per run, in runs of at most
+// indexRunRows rows. When its copy is not known complete (another process appended
+// to the chain, the copy overflowed, or the process just started) it reads the
+// events from the trail instead. Anything that reads the index (a record of
+// disclosures, the trail filtered by student, verify) first calls FlushAuditIndex,
+// which indexes every chain up to its head, so no caller ever sees a lagging index.
 const (
-	indexInterval = time.Second
-	indexBatch    = 8192
-	indexRunRows  = 16384 // rows per run outside a flush: bounds a catch-up batch (a run costs about 20 µs a row)
+	indexInterval = 2 * time.Second
+	indexRunRows  = 1 << 16 // rows per periodic run: bounds a catch-up run's memory and how long a flush may wait behind it
+	indexPending  = 1 << 18 // events the copy may hold before it is dropped for the table
 )
 
 // migrationAuditIndex adds the watermark and disclosure_events. Every event before it
@@ -80,6 +91,109 @@ func migrationAuditIndex(d dialect) []string {
 		"CREATE TRIGGER disclosure_events_no_truncate BEFORE TRUNCATE ON disclosure_events FOR EACH STATEMENT EXECUTE FUNCTION registrar_append_only()")
 }
 
+// migrationIndexSchema moves the student index, the record of disclosures and the
+// watermark into the schema ix, where the indexer writes them on a connection of
+// its own. On PostgreSQL ix is a schema of the same database and the tables move by
+// ALTER TABLE (their triggers go with them). On SQLite ix is a file of its own
+// (IndexPath, created by setupIndexFile); moveIndexToItsFile copies the rows there
+// before this migration drops the tables from the database (with their triggers).
+func migrationIndexSchema(d dialect) []string {
+	var out []string
+	if d.name() == "postgres" {
+		out = append(out, "CREATE SCHEMA IF NOT EXISTS ix")
+		for _, t := range indexTables {
+			out = append(out, "ALTER TABLE "+t+" SET SCHEMA ix")
+		}
+		return out
+	}
+	for _, t := range indexTables {
+		out = append(out, "DROP TABLE IF EXISTS main."+t)
+	}
+	return out
+}
+
+// indexTables are the tables of the schema ix.
+var indexTables = []string{"audit_indexed", "audit_students", "disclosures", "disclosure_events"}
+
+// setupIndexFile creates the SQLite index file's tables where they are missing: the
+// same tables as the database had (migrations 1, 2 and 5), append-only alike. One
+// difference: a record of disclosures cannot be deleted even once its student is
+// purged, because a trigger in this file cannot see the database's users (99.32(a)(2)
+// allows the deletion; it does not require it).
+func setupIndexFile(ctx context.Context, ix *sql.DB) error {
+	const refuse = "SELECT RAISE(ABORT, 'the audit trail is append-only')"
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS ix.index_moves (source TEXT PRIMARY KEY, moved_at TEXT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ix.audit_indexed (chain TEXT PRIMARY KEY, seq INTEGER NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ix.audit_students (chain TEXT NOT NULL, seq INTEGER NOT NULL, student_id TEXT NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS ix.audit_students_student ON audit_students (student_id, chain, seq)`,
+		`CREATE INDEX IF NOT EXISTS ix.audit_students_event ON audit_students (chain, seq)`,
+		`CREATE TABLE IF NOT EXISTS ix.disclosures (id INTEGER PRIMARY KEY AUTOINCREMENT, student_id TEXT NOT NULL, time TEXT NOT NULL, chain TEXT NOT NULL, seq INTEGER NOT NULL,
+  party_kind TEXT NOT NULL, party_id TEXT NOT NULL, party_name TEXT NOT NULL, legal_basis TEXT NOT NULL, purpose TEXT NOT NULL, contract_ref TEXT NOT NULL,
+  resource_type TEXT NOT NULL, fields TEXT NOT NULL, required INTEGER NOT NULL, request_id TEXT NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS ix.disclosures_student ON disclosures (student_id, id)`,
+		`CREATE INDEX IF NOT EXISTS ix.disclosures_event ON disclosures (chain, seq)`,
+		`CREATE TABLE IF NOT EXISTS ix.disclosure_events (chain TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, party_kind TEXT NOT NULL, party_id TEXT NOT NULL,
+  party_name TEXT NOT NULL, legal_basis TEXT NOT NULL, purpose TEXT NOT NULL, contract_ref TEXT NOT NULL, resource_type TEXT NOT NULL, fields TEXT NOT NULL,
+  required INTEGER NOT NULL, request_id TEXT NOT NULL, PRIMARY KEY (chain, seq))`,
+	}
+	for _, t := range []string{"audit_students", "disclosures", "disclosure_events"} {
+		stmts = append(stmts,
+			"CREATE TRIGGER IF NOT EXISTS ix."+t+"_no_update BEFORE UPDATE ON "+t+" BEGIN "+refuse+"; END",
+			"CREATE TRIGGER IF NOT EXISTS ix."+t+"_no_delete BEFORE DELETE ON "+t+" BEGIN "+refuse+"; END")
+	}
+	tx, err := ix.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: set up the index file: %w", err)
+	}
+	defer tx.Rollback()
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("sqlstore: set up the index file: %w\n%s", err, q)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: set up the index file: %w", err)
+	}
+	return nil
+}
+
+// moveIndexToItsFile copies the index tables' rows from the SQLite database into the
+// index file, once (ix.index_moves remembers it, so a crash before migration 7 drops
+// the originals does not copy them twice).
+func (s *Store) moveIndexToItsFile(ctx context.Context) error {
+	var n int
+	if err := s.w.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_indexed'").Scan(&n); err != nil || n == 0 {
+		return err
+	}
+	conn, err := s.ix.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM ix.index_moves WHERE source = 'main'").Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "ATTACH DATABASE ? AS old", s.path); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.Background(), "DETACH DATABASE old")
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, t := range indexTables {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO ix."+t+" SELECT * FROM old."+t); err != nil {
+			return fmt.Errorf("copy %s into the index file: %w", t, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO ix.index_moves (source, moved_at) VALUES ('main', ?)", records.FormatDateTime(s.now())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // disclosureSelect reads disclosureCols of entries d, each completed from its event's
 // row in disclosure_events when it has one.
 var disclosureSelect = func() string {
@@ -92,21 +206,26 @@ var disclosureSelect = func() string {
 			cols = append(cols, "COALESCE(de."+c+", d."+c+")")
 		}
 	}
-	return strings.Join(cols, ", ") + " FROM disclosures d LEFT JOIN disclosure_events de ON de.chain = d.chain AND de.seq = d.seq"
+	return strings.Join(cols, ", ") + " FROM ix.disclosures d LEFT JOIN ix.disclosure_events de ON de.chain = d.chain AND de.seq = d.seq"
 }()
 
 // indexRows is how many rows one multi-row INSERT of the index writes.
 const indexRows = 64
 
 var (
-	insertAuditStudentsMany = "INSERT INTO audit_students (chain, seq, student_id) VALUES " +
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", indexRows), ", ")
+	insertAuditStudent      = "INSERT INTO ix.audit_students (chain, seq, student_id) VALUES (?, ?, ?)"
+	insertAuditStudentsMany = "INSERT INTO ix.audit_students (chain, seq, student_id) VALUES " + manyRows
 	// A student's entry: the event's details are in disclosure_events.
-	insertDisclosureEntry      = "INSERT INTO disclosures (" + disclosureCols + ") VALUES (?, '', ?, ?, '', '', '', '', '', '', '', '', 0, '')"
-	insertDisclosureEntriesMny = "INSERT INTO disclosures (" + disclosureCols + ") VALUES " +
-		strings.TrimSuffix(strings.Repeat("(?, '', ?, ?, '', '', '', '', '', '', '', '', 0, ''), ", indexRows), ", ")
-	insertDisclosureEvent = "INSERT INTO disclosure_events (chain, seq, time, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id) " +
+	insertDisclosureEntry      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES (?, '', ?, ?, '', '', '', '', '', '', '', '', 0, '')"
+	insertDisclosureEntriesMny = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + manyEntries
+	insertDisclosureEvent      = "INSERT INTO ix.disclosure_events (chain, seq, time, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id) " +
 		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	moveWatermark = "INSERT INTO ix.audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"
+)
+
+var (
+	manyRows    = strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", indexRows), ", ")
+	manyEntries = strings.TrimSuffix(strings.Repeat("(?, '', ?, ?, '', '', '', '', '', '', '', '', 0, ''), ", indexRows), ", ")
 )
 
 // indexedEvent is what the index needs of an event's canonical body.
@@ -124,118 +243,384 @@ type indexedEvent struct {
 	RequestID          string    `json:"requestId"`
 }
 
-// ensureIndexed registers the committer's chain in audit_indexed, so that
-// FlushAuditIndex finds it, and reads where its index stands.
-func (c *committer) ensureIndexed(ctx context.Context) error {
-	if _, err := c.s.w.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_indexed (chain, seq) VALUES (?, 0) ON CONFLICT (chain) DO NOTHING"), c.chain); err != nil {
-		return fmt.Errorf("sqlstore: register the audit chain's index: %w", err)
-	}
-	if err := c.s.w.QueryRowContext(ctx, c.s.d.rebind("SELECT seq FROM audit_indexed WHERE chain = ?"), c.chain).Scan(&c.indexed); err != nil {
-		return fmt.Errorf("sqlstore: read the audit index watermark: %w", err)
-	}
-	c.indexedAt = c.s.now()
-	return nil
+type memEvent struct {
+	seq int64
+	e   indexedEvent
 }
 
-// indexDue says whether this batch should index the chain's tail.
-func (c *committer) indexDue(now time.Time) bool {
-	if c.s.audit.off {
-		return false
-	}
-	return c.indexWish || c.indexBehind || c.seq-c.indexed >= indexBatch || (c.seq > c.indexed && now.Sub(c.indexedAt) >= indexInterval)
+func memEventOf(e *audit.Event) memEvent {
+	return memEvent{seq: e.Seq, e: indexedEvent{Time: e.Time.UTC(), PrincipalKind: e.PrincipalKind, PrincipalID: e.PrincipalID,
+		ResourceType: e.ResourceType, Students: e.Students, Fields: e.Fields, LegalBasis: e.LegalBasis, Purpose: e.Purpose,
+		Disclosed: e.Disclosed, DisclosureRequired: e.DisclosureRequired, RequestID: e.RequestID}}
 }
 
-// indexTail writes the index rows of the events after the watermark: of every chain
-// when the batch was asked to flush, else of the committer's own.
-func (c *committer) indexTail(ctx context.Context, tx *sql.Tx, now time.Time) error {
-	chains := []string{c.chain}
-	if c.indexWish {
-		var err error
-		if chains, err = c.indexedChains(ctx, tx); err != nil {
-			return err
-		}
+// indexer writes the student index and the record of disclosures behind the trail,
+// on its own connection (Store.ix), in its own goroutine.
+type indexer struct {
+	s        *Store
+	chain    string
+	runRows  int
+	interval time.Duration
+
+	mu      sync.Mutex
+	copy    indexCopy     // the committer's handovers not yet indexed
+	flushes []chan error  // FlushAuditIndex callers waiting for the next full run
+	steps   []chan error  // tests: one periodic run each (export_test.go)
+	wake    chan struct{} // a flush or step is waiting
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+// indexCopy is the indexer's copy of the chain's events after base up to head that
+// name students. It is used only while ok: every event in (base, head] is in it.
+type indexCopy struct {
+	ok         bool
+	base, head int64
+	events     []memEvent
+}
+
+func newIndexer(s *Store, chain string, runRows int, interval time.Duration) *indexer {
+	return &indexer{s: s, chain: chain, runRows: runRows, interval: interval, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+// register enters the chain in ix.audit_indexed, so that a flush by any instance
+// finds it. An index file that lost every watermark (deleted, or restored from
+// before the database) is rebuilt: every chain of the trail starts at 0.
+func (ix *indexer) register(ctx context.Context) error {
+	s := ix.s
+	chains := []string{ix.chain}
+	var known int
+	if err := s.ix.QueryRowContext(ctx, "SELECT COUNT(*) FROM ix.audit_indexed").Scan(&known); err != nil {
+		return fmt.Errorf("sqlstore: read the audit index watermarks: %w", err)
 	}
-	for _, chain := range chains {
-		upTo, err := c.indexChain(ctx, tx, chain)
+	if known == 0 {
+		rows, err := s.r.QueryContext(ctx, "SELECT DISTINCT chain FROM audit_events")
 		if err != nil {
-			return fmt.Errorf("index audit chain %s: %w", chain, err)
+			return fmt.Errorf("sqlstore: read the audit chains: %w", err)
 		}
-		if chain == c.chain {
-			c.indexed = upTo
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlstore: read the audit chains: %w", err)
+			}
+			chains = append(chains, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlstore: read the audit chains: %w", err)
 		}
 	}
-	c.indexedAt = now
+	for _, c := range chains {
+		if _, err := s.ix.ExecContext(ctx, s.d.rebind("INSERT INTO ix.audit_indexed (chain, seq) VALUES (?, 0) ON CONFLICT (chain) DO NOTHING"), c); err != nil {
+			return fmt.Errorf("sqlstore: register the audit chain's index: %w", err)
+		}
+	}
 	return nil
 }
 
-func (c *committer) indexedChains(ctx context.Context, tx *sql.Tx) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT chain FROM audit_indexed ORDER BY chain")
+// handover gives the indexer a committed batch's events that name students: the
+// chain went from prev to head in that batch.
+func (ix *indexer) handover(prev, head int64, evs []memEvent) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	c := &ix.copy
+	switch {
+	case c.ok && c.head == prev:
+		c.events = append(c.events, evs...)
+		c.head = head
+	default:
+		// The first batch, or another process appended in between: the copy starts
+		// here, and what lies between the watermark and prev is read from the trail.
+		clear(c.events)
+		c.ok, c.base, c.head, c.events = true, prev, head, append(c.events[:0], evs...)
+	}
+	if len(c.events) > indexPending {
+		clear(c.events)
+		c.ok, c.events = false, nil // the indexer has fallen far behind: it reads the trail
+	}
+}
+
+func (ix *indexer) start() { go ix.loop() }
+
+// stop ends the loop after a last run of the chain, to its head.
+func (ix *indexer) stop() {
+	close(ix.quit)
+	<-ix.done
+}
+
+func (ix *indexer) loop() {
+	defer close(ix.done)
+	var tick <-chan time.Time
+	if ix.interval > 0 {
+		t := time.NewTicker(ix.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	ctx := context.Background()
+	for {
+		select {
+		case <-ix.quit:
+			ix.mu.Lock()
+			waiting := append(ix.flushes, ix.steps...)
+			ix.flushes, ix.steps = nil, nil
+			ix.mu.Unlock()
+			err := ix.run(ctx, []string{ix.chain})
+			if err != nil {
+				ix.s.log.Warn("final audit index run", "err", err)
+			}
+			for _, ch := range waiting {
+				ch <- ErrClosed
+			}
+			return
+		case <-tick:
+			// A periodic run of the chain; runs that stop short go on at once.
+			for {
+				behind, err := ix.runOwn(ctx)
+				if err != nil {
+					ix.s.log.Warn("audit index run", "err", err)
+					break
+				}
+				if !behind || ix.waiting() {
+					break
+				}
+			}
+		case <-ix.wake:
+		}
+		ix.serve(ctx)
+	}
+}
+
+func (ix *indexer) waiting() bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.flushes)+len(ix.steps) > 0
+}
+
+// serve answers the flushes and steps waiting now. A flush indexes every chain to
+// the head it has when the run starts, which is after the caller asked.
+func (ix *indexer) serve(ctx context.Context) {
+	ix.mu.Lock()
+	flushes, steps := ix.flushes, ix.steps
+	ix.flushes, ix.steps = nil, nil
+	ix.mu.Unlock()
+	for _, ch := range steps {
+		_, err := ix.runOwn(ctx)
+		ch <- err
+	}
+	if len(flushes) == 0 {
+		return
+	}
+	chains, err := ix.chains(ctx)
+	if err == nil {
+		err = ix.run(ctx, chains)
+	}
+	for _, ch := range flushes {
+		ch <- err
+	}
+}
+
+// ask queues a request (a flush or a step) and waits for its answer.
+func (ix *indexer) ask(ctx context.Context, step bool) error {
+	ch := make(chan error, 1)
+	ix.mu.Lock()
+	select {
+	case <-ix.done:
+		ix.mu.Unlock()
+		return ErrClosed
+	default:
+	}
+	if step {
+		ix.steps = append(ix.steps, ch)
+	} else {
+		ix.flushes = append(ix.flushes, ch)
+	}
+	ix.mu.Unlock()
+	select {
+	case ix.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ix.done:
+		select {
+		case err := <-ch:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runOwn runs the chain once, at most runRows rows; behind says it stopped short.
+func (ix *indexer) runOwn(ctx context.Context) (behind bool, err error) {
+	var short bool
+	err = ix.runChain(ctx, ix.chain, ix.runRows, false, &short)
+	return short, err
+}
+
+// run indexes chains to their heads, in runs of at most runRows rows.
+func (ix *indexer) run(ctx context.Context, chains []string) error {
+	for _, chain := range chains {
+		for {
+			var short bool
+			if err := ix.runChain(ctx, chain, ix.runRows, true, &short); err != nil {
+				return fmt.Errorf("index audit chain %s: %w", chain, err)
+			}
+			if !short {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func (ix *indexer) chains(ctx context.Context) ([]string, error) {
+	rows, err := ix.s.ix.QueryContext(ctx, "SELECT chain FROM ix.audit_indexed ORDER BY chain")
 	if err != nil {
-		return nil, err
+		return nil, unavailable("audit index chains", err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var ch string
 		if err := rows.Scan(&ch); err != nil {
-			return nil, err
+			return nil, unavailable("audit index chains", err)
 		}
 		out = append(out, ch)
 	}
 	return out, rows.Err()
 }
 
-// indexChain indexes one chain's events after its watermark and moves the watermark;
-// it returns the new watermark. On PostgreSQL the watermark row is locked first, so
-// two instances flushing the same chain write its rows once.
-func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (int64, error) {
-	q := "SELECT seq FROM audit_indexed WHERE chain = ?"
-	if c.s.d.name() == "postgres" {
+// runChain writes one run of chain's rows after its watermark, at most about
+// maxRows (whole events), and moves the watermark in the same transaction; short
+// says events were left for the next run. whole: the run is part of a flush. The watermark is read inside the
+// transaction (on PostgreSQL, its row locked), so two instances indexing one chain
+// write its rows once.
+func (ix *indexer) runChain(ctx context.Context, chain string, maxRows int, whole bool, short *bool) error {
+	s := ix.s
+	*short = false
+	tx, err := s.ix.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable("begin audit index run", err)
+	}
+	defer tx.Rollback()
+	q := "SELECT seq FROM ix.audit_indexed WHERE chain = ?"
+	if s.d.name() == "postgres" {
 		q += " FOR UPDATE"
 	}
 	var from int64
-	if err := tx.QueryRowContext(ctx, c.s.d.rebind(q), chain).Scan(&from); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, err
+	if err := tx.QueryRowContext(ctx, s.d.rebind(q), chain).Scan(&from); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return unavailable("audit index watermark", err)
 	}
-	var evs []memEvent
-	var upTo int64
-	fromMem := chain == c.chain && c.mem.ok && from == c.mem.base
-	if fromMem {
-		evs, upTo = c.mem.events[c.mem.start:], max(c.mem.head, from)
+	// On SQLite the trail is in the other file, read through the reading pool; on
+	// PostgreSQL the run's own transaction reads it (the readers may be a replica
+	// that lags).
+	var src rowQuerier = s.r
+	if s.d.name() == "postgres" {
+		src = tx
+	}
+	trailHead := int64(-1) // periodic runs take the copy as it is
+	if whole {
+		// A flush must reach the head as it is now, which another process appending
+		// to this chain may have moved past the copy.
+		var h sql.NullInt64
+		if err := src.QueryRowContext(ctx, s.d.rebind("SELECT MAX(seq) FROM audit_events WHERE chain = ?"), chain).Scan(&h); err != nil {
+			return unavailable("audit chain head", err)
+		}
+		trailHead = h.Int64
+	}
+	evs, upTo, fromCopy := ix.fromCopy(chain, from, trailHead)
+	more := false
+	if !fromCopy {
+		var read int
+		if evs, upTo, read, err = s.readTail(ctx, src, chain, from, maxRows); err != nil {
+			return err
+		}
+		more = read == maxRows
+	}
+	n := 0
+	for i := range evs {
+		if n += len(evs[i].e.Students); n >= maxRows && i+1 < len(evs) {
+			evs, upTo, more = evs[:i+1], evs[i].seq, true
+			break
+		}
+	}
+	*short = more
+	if upTo <= from {
+		return nil
+	}
+	if err := ix.write(ctx, tx, chain, evs); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.d.rebind(moveWatermark), chain, upTo); err != nil {
+		return fmt.Errorf("move the watermark: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return unavailable("commit audit index run", err)
+	}
+	if chain == ix.chain {
+		ix.consumed(upTo)
+	}
+	return nil
+}
+
+// fromCopy returns the copy's events after from, when the copy covers them (and
+// reaches trailHead, unless that is negative).
+func (ix *indexer) fromCopy(chain string, from, trailHead int64) ([]memEvent, int64, bool) {
+	if chain != ix.chain {
+		return nil, 0, false
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	c := &ix.copy
+	if !c.ok || c.base > from || c.head < trailHead {
+		return nil, 0, false
+	}
+	if from >= c.head {
+		return nil, from, true // indexed already (by another instance's flush)
+	}
+	i, _ := slices.BinarySearchFunc(c.events, from+1, func(e memEvent, seq int64) int { return cmp.Compare(e.seq, seq) })
+	return slices.Clone(c.events[i:]), c.head, true
+}
+
+// consumed drops from the copy what the run indexed.
+func (ix *indexer) consumed(upTo int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	c := &ix.copy
+	if !c.ok {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(c.events, upTo+1, func(e memEvent, seq int64) int { return cmp.Compare(e.seq, seq) })
+	n := copy(c.events, c.events[i:])
+	clear(c.events[n:])
+	c.events = c.events[:n]
+	if upTo >= c.head {
+		c.base, c.head = upTo, upTo
 	} else {
-		var err error
-		if evs, upTo, err = c.readTail(ctx, tx, chain, from); err != nil {
-			return 0, err
-		}
+		c.base = max(c.base, upTo)
 	}
-	// A run writes about indexRunRows rows at most (whole events), so no batch waits long
-	// behind it; the rest goes in the next batches. A flush writes everything.
-	partial := false
-	if !c.indexWish {
-		n := 0
-		for i := range evs {
-			if n += len(evs[i].e.Students); n >= c.s.audit.indexRunRows && i+1 < len(evs) {
-				evs, upTo, partial = evs[:i+1], evs[i].seq, true
-				break
-			}
-		}
-	}
-	if chain == c.chain {
-		c.mem.consumed = upTo
-		// A table read to the head makes the copy complete from here on.
-		c.mem.fromTable = !fromMem && !partial
-		c.indexBehind = partial
-	}
+}
+
+type rowQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// write inserts the rows of evs: the student index, each student's entry in the
+// record of disclosures, and each disclosing event's details.
+func (ix *indexer) write(ctx context.Context, tx *sql.Tx, chain string, evs []memEvent) error {
+	s := ix.s
 	type studentRow struct {
 		seq     int64
 		student string
 	}
-	type disclosureRow struct {
-		seq int64
-		d   Disclosure
-	}
 	var students, entries []studentRow
-	var discl []disclosureRow // one per disclosing event
+	var discl []Disclosure // one per disclosing event
 	for _, me := range evs {
 		seq, e := me.seq, &me.e
 		for _, st := range e.Students {
@@ -249,30 +634,27 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 			if fields == nil {
 				fields = []string{}
 			}
-			discl = append(discl, disclosureRow{seq, Disclosure{Time: e.Time, Chain: chain, Seq: seq, PartyKind: e.PrincipalKind, PartyID: e.PrincipalID,
-				LegalBasis: e.LegalBasis, Purpose: e.Purpose, ResourceType: e.ResourceType, Fields: fields, Required: e.DisclosureRequired, RequestID: e.RequestID}})
+			discl = append(discl, Disclosure{Time: e.Time, Chain: chain, Seq: seq, PartyKind: e.PrincipalKind, PartyID: e.PrincipalID,
+				LegalBasis: e.LegalBasis, Purpose: e.Purpose, ResourceType: e.ResourceType, Fields: fields, Required: e.DisclosureRequired, RequestID: e.RequestID})
 		}
 	}
-	if upTo == from {
-		return from, nil
-	}
 	// Sorted by student, each page of the student-keyed indexes is written once.
-	slices.SortFunc(students, func(a, b studentRow) int {
+	bySeq := func(a, b studentRow) int {
 		return cmp.Or(strings.Compare(a.student, b.student), cmp.Compare(a.seq, b.seq))
-	})
-	slices.SortFunc(entries, func(a, b studentRow) int {
-		return cmp.Or(strings.Compare(a.student, b.student), cmp.Compare(a.seq, b.seq))
-	})
+	}
+	slices.SortFunc(students, bySeq)
+	slices.SortFunc(entries, bySeq)
 	args := make([]any, 0, indexRows*3)
-	flush := func(one, many string, width int) error {
+	flush := func(one, many string) error {
+		const width = 3
 		for len(args) >= indexRows*width {
-			if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(many), args[:indexRows*width]...); err != nil {
+			if _, err := tx.ExecContext(ctx, s.d.rebind(many), args[:indexRows*width]...); err != nil {
 				return err
 			}
 			args = args[indexRows*width:]
 		}
 		for ; len(args) > 0; args = args[width:] {
-			if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(one), args[:width]...); err != nil {
+			if _, err := tx.ExecContext(ctx, s.d.rebind(one), args[:width]...); err != nil {
 				return err
 			}
 		}
@@ -282,27 +664,27 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 	for _, r := range students {
 		args = append(args, chain, r.seq, r.student)
 	}
-	if err := flush(insertAuditStudent, insertAuditStudentsMany, 3); err != nil {
-		return 0, fmt.Errorf("student index: %w", err)
+	if err := flush(insertAuditStudent, insertAuditStudentsMany); err != nil {
+		return fmt.Errorf("student index: %w", err)
 	}
 	args = args[:0:cap(args)]
 	for _, r := range entries {
 		args = append(args, r.student, chain, r.seq)
 	}
-	if err := flush(insertDisclosureEntry, insertDisclosureEntriesMny, 3); err != nil {
-		return 0, fmt.Errorf("record of disclosures: %w", err)
+	if err := flush(insertDisclosureEntry, insertDisclosureEntriesMny); err != nil {
+		return fmt.Errorf("record of disclosures: %w", err)
 	}
 	parties := map[string][2]string{}
 	for i := range discl {
-		d := &discl[i].d
+		d := &discl[i]
 		if d.PartyKind == audit.KindClient {
 			p, ok := parties[d.PartyID]
 			if !ok {
 				var name string
 				var contract sql.NullString
-				err := tx.QueryRowContext(ctx, c.s.d.rebind(selectClientParty), d.PartyID).Scan(&name, &contract)
+				err := s.r.QueryRowContext(ctx, s.d.rebind(selectClientParty), d.PartyID).Scan(&name, &contract)
 				if err != nil && !errors.Is(err, sql.ErrNoRows) {
-					return 0, fmt.Errorf("disclosure party: %w", err)
+					return fmt.Errorf("disclosure party: %w", err)
 				}
 				p = [2]string{name, contract.String}
 				parties[d.PartyID] = p
@@ -314,15 +696,12 @@ func (c *committer) indexChain(ctx context.Context, tx *sql.Tx, chain string) (i
 		if d.Required {
 			required = 1
 		}
-		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertDisclosureEvent), chain, d.Seq, records.FormatDateTime(d.Time), d.PartyKind, d.PartyID, d.PartyName,
+		if _, err := tx.ExecContext(ctx, s.d.rebind(insertDisclosureEvent), chain, d.Seq, records.FormatDateTime(d.Time), d.PartyKind, d.PartyID, d.PartyName,
 			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID); err != nil {
-			return 0, fmt.Errorf("record of disclosures: %w", err)
+			return fmt.Errorf("record of disclosures: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, c.s.d.rebind("INSERT INTO audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"), chain, upTo); err != nil {
-		return 0, fmt.Errorf("move the watermark: %w", err)
-	}
-	return upTo, nil
+	return nil
 }
 
 // FlushAuditIndex writes the student index and the record of disclosures of every
@@ -331,120 +710,46 @@ func (s *Store) FlushAuditIndex(ctx context.Context) error {
 	if s.audit.off {
 		return nil
 	}
-	return s.Write(ctx, func(_ context.Context, t *Tx) error {
-		t.s.commit.indexWish = true
-		return nil
-	})
+	return s.idx.ask(ctx, false)
 }
 
 // indexWatermark is where chain's index stands in tx's snapshot.
 func (s *Store) indexWatermark(ctx context.Context, tx *sql.Tx, chain string) (int64, error) {
 	var seq int64
-	err := tx.QueryRowContext(ctx, s.d.rebind("SELECT seq FROM audit_indexed WHERE chain = ?"), chain).Scan(&seq)
+	err := tx.QueryRowContext(ctx, s.d.rebind("SELECT seq FROM ix.audit_indexed WHERE chain = ?"), chain).Scan(&seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return seq, err
 }
 
-// readTail reads and decodes the events of chain after seq from that name students,
-// and returns them with the chain's last sequence number.
-func (c *committer) readTail(ctx context.Context, tx *sql.Tx, chain string, from int64) ([]memEvent, int64, error) {
-	rows, err := tx.QueryContext(ctx, c.s.d.rebind("SELECT seq, body FROM audit_events WHERE chain = ? AND seq > ? ORDER BY seq"), chain, from)
+// readTail reads and decodes up to limit events of chain after seq from, keeps those
+// that name students, and returns them with the last sequence number read and how
+// many events it read.
+func (s *Store) readTail(ctx context.Context, q rowQuerier, chain string, from int64, limit int) (out []memEvent, upTo int64, read int, err error) {
+	rows, err := q.QueryContext(ctx, s.d.rebind("SELECT seq, body FROM audit_events WHERE chain = ? AND seq > ? ORDER BY seq LIMIT ?"), chain, from, limit)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, unavailable("audit events", err)
 	}
 	defer rows.Close()
-	var out []memEvent
-	upTo := from
+	upTo = from
 	for rows.Next() {
 		var seq int64
 		var body string
 		if err := rows.Scan(&seq, &body); err != nil {
-			return nil, 0, err
+			return nil, 0, 0, unavailable("audit events", err)
 		}
 		upTo = seq
+		read++
 		if !strings.Contains(body, `"students":`) {
 			continue // names no student: nothing to index
 		}
 		me := memEvent{seq: seq}
 		if err := json.Unmarshal([]byte(body), &me.e); err != nil {
 			// The chain check names this event; the index cannot be derived from it.
-			return nil, 0, &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("event %s/%d does not decode: %w", chain, seq, err)}
+			return nil, 0, 0, &records.Error{Code: records.Internal, Message: "internal error", Err: fmt.Errorf("event %s/%d does not decode: %w", chain, seq, err)}
 		}
 		out = append(out, me)
 	}
-	return out, upTo, rows.Err()
-}
-
-// memIndex is the committer's own copy of what its appends need indexed, so that an
-// index run does not read back and decode the events it has just written. The copy is
-// used only while it is known complete: every event after base up to head that names
-// a student, with no other process appending to the chain in between (readHead
-// notices a head it did not write and the next run reads the table instead).
-type memIndex struct {
-	ok     bool
-	base   int64 // the watermark the copy starts at
-	start  int   // events[start:] are those after base
-	head   int64 // the last event the committer knows of
-	events []memEvent
-
-	// The batch in hand: what to restore if it fails, what it indexed if it commits.
-	mark      int
-	markHead  int64
-	markBase  int64
-	markOK    bool
-	consumed  int64 // -1: the batch indexed nothing of this chain
-	fromTable bool
-}
-
-type memEvent struct {
-	seq int64
-	e   indexedEvent
-}
-
-// begin marks the start of a batch.
-func (m *memIndex) begin() {
-	m.mark, m.markHead, m.markBase, m.markOK, m.consumed = len(m.events), m.head, m.base, m.ok, -1
-}
-
-// add notes an event appended in the batch in hand.
-func (m *memIndex) add(e *audit.Event) {
-	m.head = e.Seq
-	if m.ok && len(e.Students) > 0 {
-		m.events = append(m.events, memEvent{seq: e.Seq, e: indexedEvent{Time: e.Time.UTC(), PrincipalKind: e.PrincipalKind, PrincipalID: e.PrincipalID,
-			ResourceType: e.ResourceType, Students: e.Students, Fields: e.Fields, LegalBasis: e.LegalBasis, Purpose: e.Purpose,
-			Disclosed: e.Disclosed, DisclosureRequired: e.DisclosureRequired, RequestID: e.RequestID}})
-	}
-}
-
-// settle ends the batch: a failed one leaves the copy as it was; a committed one
-// that indexed drops what is now in the tables.
-func (m *memIndex) settle(committed bool) {
-	if !committed {
-		clear(m.events[m.mark:])
-		m.events = m.events[:m.mark]
-		m.head, m.base, m.ok = m.markHead, m.markBase, m.markOK
-		return
-	}
-	if m.consumed < 0 {
-		return
-	}
-	for m.start < len(m.events) && m.events[m.start].seq <= m.consumed {
-		m.start++
-	}
-	// Indexed events are skipped by start; the slice is compacted once they are most
-	// of it, so a copy that trails the head costs no copying per batch.
-	if m.start == len(m.events) {
-		clear(m.events)
-		m.events, m.start = m.events[:0], 0
-	} else if m.start > 1024 && m.start > len(m.events)/2 {
-		n := copy(m.events, m.events[m.start:])
-		clear(m.events[n:])
-		m.events, m.start = m.events[:n], 0
-	}
-	m.base = m.consumed
-	if m.fromTable {
-		m.ok = true // the table was read to the head: from here on the copy is complete
-	}
+	return out, upTo, read, rows.Err()
 }

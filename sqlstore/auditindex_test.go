@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"os"
 	"testing"
-	"time"
 
 	"registrar/audit"
 	T "registrar/internal/testdistrict"
@@ -24,6 +23,7 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, eng engine) {
 		o := eng.fresh(t)
 		o.Vault = newVault(t)
+		o.IndexInterval = -1 // flushes only: the invariant below reads the watermark and the rows apart
 		a := open(t, withChain(o, "a"))
 		if err := T.Load(ctx, a); err != nil {
 			t.Fatal(err)
@@ -45,13 +45,13 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 			}
 			// The invariant, unflushed: rows for exactly the events up to the watermark.
 			for _, chain := range []string{"a", "b"} {
-				w := count(t, a, "SELECT COALESCE(MAX(seq), 0) FROM audit_indexed WHERE chain = ?", chain)
-				rows := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = ?", chain)
+				w := count(t, a, "SELECT COALESCE(MAX(seq), 0) FROM ix.audit_indexed WHERE chain = ?", chain)
+				rows := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ?", chain)
 				want := count(t, a, "SELECT COUNT(*) FROM audit_events WHERE chain = ? AND seq <= ? AND body LIKE '%\"students\":%'", chain, w) * 2
 				if rows != want {
 					t.Fatalf("after event %d, chain %s: %d index rows for the events up to the watermark %d, want %d", i, chain, rows, w, want)
 				}
-				if extra := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = ? AND seq > ?", chain, w); extra != 0 {
+				if extra := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ? AND seq > ?", chain, w); extra != 0 {
 					t.Fatalf("chain %s: %d index rows beyond the watermark", chain, extra)
 				}
 			}
@@ -68,7 +68,7 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 			t.Fatalf("newest entry: %+v", d)
 		}
 		for _, chain := range []string{"a", "b"} {
-			if got := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = ?", chain); got != n {
+			if got := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ?", chain); got != n {
 				t.Fatalf("chain %s: %d index rows after the flush, want %d", chain, got, n)
 			}
 		}
@@ -86,10 +86,10 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 			t.Fatal(err)
 		}
 		head := count(t, a, "SELECT MAX(seq) FROM audit_events WHERE chain = 'b'")
-		if w := count(t, a, "SELECT seq FROM audit_indexed WHERE chain = 'b'"); w != head {
+		if w := count(t, a, "SELECT seq FROM ix.audit_indexed WHERE chain = 'b'"); w != head {
 			t.Fatalf("chain b closed with its index at %d, head %d", w, head)
 		}
-		if got := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE student_id = ?", T.Eligible); got != 3 {
+		if got := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE student_id = ?", T.Eligible); got != 3 {
 			t.Fatalf("the eligible student's late events: %d index rows, want 3", got)
 		}
 	})
@@ -155,61 +155,194 @@ func TestStudentIndexWithTwoWritersOnOneChain(t *testing.T) {
 		if err != nil || rep.Disclosures != int64(disclosed) {
 			t.Fatalf("verify: %+v, %v; want %d disclosures", rep, err, disclosed)
 		}
-		if got := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE student_id = ?", T.Eligible); got != 0 {
+		if got := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE student_id = ?", T.Eligible); got != 0 {
 			t.Fatalf("failed writes left %d index rows", got)
 		}
-		if got, want := count(t, a, "SELECT COUNT(*) FROM audit_students WHERE chain = 'a' AND student_id = ?", T.Minor), 54; got != want {
+		if got, want := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = 'a' AND student_id = ?", T.Minor), 54; got != want {
 			t.Fatalf("the minor has %d index rows, want %d (one per event naming them)", got, want)
 		}
 	})
 }
 
-// TestStudentIndexRunsStopShortAndCatchUp: with a small budget per run, each batch
+// TestStudentIndexRunsStopShortAndCatchUp: with a small budget per run, each run
 // writes a few events' rows, the watermark trails the head, the rows are always
-// exactly those up to it, and a flush (or further batches) brings it to the head.
+// exactly those up to it, and further runs bring it to the head.
 func TestStudentIndexRunsStopShortAndCatchUp(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, eng engine) {
 		o := eng.fresh(t)
-		var clock atomic.Int64
-		clock.Store(time.Date(2026, 9, 15, 8, 0, 0, 0, time.UTC).UnixNano())
-		o.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() }
 		o.IndexRunRows = 3
+		o.IndexInterval = -1 // runs only when the test asks
 		s := open(t, withChain(o, "a"))
 		invariant := func(when string) int {
 			t.Helper()
-			w := count(t, s, "SELECT seq FROM audit_indexed WHERE chain = 'a'")
-			rows := count(t, s, "SELECT COUNT(*) FROM audit_students WHERE chain = 'a'")
+			w := count(t, s, "SELECT seq FROM ix.audit_indexed WHERE chain = 'a'")
+			rows := count(t, s, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = 'a'")
 			want := count(t, s, "SELECT COUNT(*) FROM audit_events WHERE chain = 'a' AND seq <= ? AND body LIKE '%\"students\":%'", w) * 2
 			if rows != want {
 				t.Fatalf("%s: %d index rows up to the watermark %d, want %d", when, rows, w, want)
 			}
 			return w
 		}
-		for i := 0; i < 20; i++ { // within the second: not due yet
+		for i := 0; i < 20; i++ {
 			if err := s.Audit(ctx, event(fmt.Sprint("read-", i), fmt.Sprintf("s%d", i), "shared")); err != nil {
 				t.Fatal(err)
 			}
-			invariant(fmt.Sprint("after event ", i+1))
 		}
-		clock.Add(int64(2 * time.Second)) // the next batch finds the index due
-		if err := s.Audit(ctx, event("read-20", "s20", "shared")); err != nil {
-			t.Fatal(err)
+		if w := invariant("before any run"); w != 0 {
+			t.Fatalf("watermark %d before any run", w)
 		}
 		head := count(t, s, "SELECT MAX(seq) FROM audit_events WHERE chain = 'a'")
-		if w := invariant("before the flush"); w >= head || w == 0 {
-			t.Fatalf("watermark %d of head %d: runs of 3 rows should trail 20 events of 2 students, and have started", w, head)
-		}
-		for i := 0; i < 30; i++ { // the next batches catch up, a run each, without waiting a second
-			if err := s.Audit(ctx, event("noop")); err != nil {
+		steps := 0
+		for w := 0; w < head; steps++ {
+			if steps > head {
+				t.Fatalf("the watermark is at %d of %d after %d runs", w, head, steps)
+			}
+			if err := s.IndexStep(ctx); err != nil {
 				t.Fatal(err)
 			}
+			next := invariant(fmt.Sprint("after run ", steps+1))
+			if next <= w {
+				t.Fatalf("run %d did not move the watermark from %d", steps+1, w)
+			}
+			if next-w > 2 {
+				t.Fatalf("run %d indexed events %d..%d: more than the 3 rows it may write (whole events of 2 students)", steps+1, w+1, next)
+			}
+			w = next
 		}
-		invariant("after catching up")
-		if rows := count(t, s, "SELECT COUNT(*) FROM audit_students WHERE chain = 'a'"); rows != 42 {
-			t.Fatalf("%d index rows after the catch-up, want 42 (21 events of 2 students)", rows)
+		if steps < 10 {
+			t.Fatalf("%d runs for 20 events of 2 students at 3 rows a run, want at least 10", steps)
+		}
+		if rows := count(t, s, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = 'a'"); rows != 40 {
+			t.Fatalf("%d index rows after the catch-up, want 40 (20 events of 2 students)", rows)
 		}
 		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestIndexMovesToItsSchema: a database from before migration 7 has the student
+// index, the record of disclosures and the watermark among its own tables; opening
+// it moves them to the schema ix (on SQLite, copies them into the index file and
+// drops the originals) with every row, and the trail still verifies.
+func TestIndexMovesToItsSchema(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		o := withChain(eng.fresh(t), "a")
+		o.Vault = newVault(t)
+		s := open(t, o)
+		for i := 0; i < 12; i++ {
+			ev := event(fmt.Sprint("read-", i), T.Minor, fmt.Sprintf("s%d", i))
+			if i%3 == 0 {
+				ev.Disclosed, ev.DisclosureRequired, ev.Fields = true, true, []string{"givenName"}
+			}
+			if err := s.Audit(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.FlushAuditIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int{}
+		for _, tbl := range []string{"audit_indexed", "audit_students", "disclosures", "disclosure_events"} {
+			want[tbl] = count(t, s, "SELECT COUNT(*) FROM ix."+tbl)
+		}
+		if want["audit_students"] != 24 || want["disclosures"] != 8 || want["disclosure_events"] != 4 {
+			t.Fatalf("before the move: %v", want)
+		}
+		db := s.RawDB()
+		// Back to how a database of migration 6 held them.
+		var stmts []string
+		if s.Engine() == "sqlite" {
+			for tbl := range want {
+				stmts = append(stmts, "CREATE TABLE main."+tbl+" AS SELECT * FROM ix."+tbl)
+			}
+		} else {
+			for tbl := range want {
+				stmts = append(stmts, "ALTER TABLE ix."+tbl+" SET SCHEMA public")
+			}
+			stmts = append(stmts, "DROP SCHEMA ix")
+		}
+		stmts = append(stmts, "DELETE FROM schema_migrations WHERE version = 7")
+		for _, q := range stmts {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		s.Close()
+		if s.Engine() == "sqlite" {
+			db.Close()
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if err := os.Remove(sqlstore.IndexPath(o.Path) + suffix); err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+			}
+		}
+		s = open(t, o)
+		for tbl, n := range want {
+			if got := count(t, s, "SELECT COUNT(*) FROM ix."+tbl); got != n {
+				t.Errorf("ix.%s has %d rows after the move, want %d", tbl, got, n)
+			}
+		}
+		if s.Engine() == "sqlite" {
+			if n := count(t, s, "SELECT COUNT(*) FROM main.sqlite_master WHERE name IN ('audit_students', 'disclosures', 'disclosure_events', 'audit_indexed')"); n != 0 {
+				t.Errorf("%d index tables left in the database", n)
+			}
+		}
+		ds, err := s.Disclosures(ctx, T.Minor, 100, 0)
+		if err != nil || len(ds) != 4 {
+			t.Fatalf("the minor's record of disclosures after the move: %d entries, %v; want 4", len(ds), err)
+		}
+		rep, err := s.Verify(ctx, sqlstore.VerifyOptions{})
+		if err != nil || rep.Disclosures != 8 {
+			t.Fatalf("verify after the move: %+v, %v", rep, err)
+		}
+		// New events are indexed in the new place.
+		if err := s.Audit(ctx, event("after", T.Minor)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FlushAuditIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(t, s, "SELECT COUNT(*) FROM ix.audit_students"); got != 25 {
+			t.Fatalf("%d index rows after one more event, want 25", got)
+		}
+	})
+}
+
+// TestLostIndexFileIsRebuilt: the SQLite index file is derived from the trail; a data
+// dir that lost it (deleted, or restored without it) opens with every chain's index
+// rebuilt from the events, other instances' chains included.
+func TestLostIndexFileIsRebuilt(t *testing.T) {
+	o := withChain(engines[0].fresh(t), "a")
+	o.Vault = newVault(t)
+	a := open(t, o)
+	b := open(t, withChain(o, "b"))
+	for i := 0; i < 10; i++ {
+		st := a
+		if i%2 == 1 {
+			st = b
+		}
+		if err := st.Audit(ctx, event(fmt.Sprint("read-", i), T.Minor, fmt.Sprintf("s%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	a.Close()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(sqlstore.IndexPath(o.Path) + suffix); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	a = open(t, o)
+	if err := a.FlushAuditIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for chain, want := range map[string]int{"a": 10, "b": 10} {
+		if got := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ?", chain); got != want {
+			t.Errorf("chain %s: %d index rows after the rebuild, want %d", chain, got, want)
+		}
+	}
+	if _, err := a.Verify(ctx, sqlstore.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -76,14 +76,10 @@ type committer struct {
 
 	maxBatch int
 
-	// The student index and record of disclosures, written behind the trail
-	// (auditindex.go): the watermark of this chain, when it last moved, and whether
-	// the batch in hand was asked to flush every chain.
-	indexed     int64
-	indexedAt   time.Time
-	indexWish   bool
-	indexBehind bool // the last run stopped short of the head: run again next batch
-	mem         memIndex
+	// The batch in hand's events that name students, and the chain's head before
+	// them: handed to the indexer once committed (auditindex.go).
+	batchPrev int64
+	batchEvs  []memEvent
 
 	ck checkpointState // signed checkpoints and the log-stream copy (audit.go)
 
@@ -91,21 +87,14 @@ type committer struct {
 	logDone chan struct{}
 }
 
-const (
-	insertAuditEvent   = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-	insertAuditStudent = "INSERT INTO audit_students (chain, seq, student_id) VALUES (?, ?, ?)"
-)
+const insertAuditEvent = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
 	c := &committer{s: s, chain: chain, prefix: audit.ChainPrefix(chain), reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
 	if err := c.loadHead(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.ensureIndexed(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent), s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudentsMany),
-		s.d.rebind(insertDisclosureEntry), s.d.rebind(insertDisclosureEntriesMny), s.d.rebind(insertDisclosureEvent)); err != nil {
+	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent)); err != nil {
 		return nil, fmt.Errorf("sqlstore: prepare audit statements: %w", err)
 	}
 	if err := c.loadCheckpointState(ctx); err != nil {
@@ -145,9 +134,6 @@ func (c *committer) readHead(ctx context.Context, tx *sql.Tx) error {
 		return fmt.Errorf("sqlstore: read audit chain head: %w", err)
 	default:
 		c.seq, c.head = seq.Int64, hash
-	}
-	if c.seq != c.mem.head {
-		c.mem.ok, c.mem.head = false, c.seq // appended by another process (or just started): the index reads the table
 	}
 	return nil
 }
@@ -248,8 +234,13 @@ func (c *committer) run() {
 func (c *committer) runBatch(batch []*commitReq) {
 	errs := make([]error, len(batch))
 	err := c.runBatchTx(batch, errs)
-	c.indexWish = false
-	c.mem.settle(err == nil)
+	if err == nil && !c.s.audit.off {
+		// Before the callers hear back, so that a flush after a returned read finds
+		// its event in the indexer's copy.
+		c.s.idx.handover(c.batchPrev, c.seq, c.batchEvs)
+	}
+	clear(c.batchEvs)
+	c.batchEvs = c.batchEvs[:0]
 	// The log-stream copy is queued before the callers hear back, so that FlushLog
 	// after a returned write waits for its lines.
 	c.afterBatch(err)
@@ -266,12 +257,11 @@ func (c *committer) runBatch(batch []*commitReq) {
 // durable) or nil with per-request errors in errs.
 func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	ctx := context.Background() // a caller giving up must not abort its neighbours' commit
-	c.mem.begin()
-	seq, head, indexed, indexedAt, behind := c.seq, c.head, c.indexed, c.indexedAt, c.indexBehind
+	seq, head := c.seq, c.head
 	defer func() {
 		if err != nil {
-			// Nothing was committed: the head and the index stay where they were.
-			c.seq, c.head, c.indexed, c.indexedAt, c.indexBehind = seq, head, indexed, indexedAt, behind
+			// Nothing was committed: the head stays where it was.
+			c.seq, c.head = seq, head
 			c.s.log.Error("commit failed", "err", err, "batch", len(batch))
 			err = &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
 		}
@@ -288,6 +278,7 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	if err := c.readHead(ctx, tx); err != nil {
 		return err
 	}
+	c.batchPrev = c.seq
 	now := c.s.now().UTC()
 	single := len(batch) == 1
 	var hooks []func()
@@ -333,11 +324,6 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 		}
 		hooks = append(hooks, t.onCommit...)
 	}
-	if c.indexDue(now) {
-		if err := c.indexTail(ctx, tx, now); err != nil {
-			return err
-		}
-	}
 	if err := c.maybeCheckpoint(ctx, tx, now); err != nil {
 		return err
 	}
@@ -382,7 +368,9 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 		return fmt.Errorf("append audit event: %w", err)
 	}
 	// The student index and the record of disclosures follow behind (auditindex.go).
-	c.mem.add(e)
+	if len(e.Students) > 0 {
+		c.batchEvs = append(c.batchEvs, memEventOf(e))
+	}
 	c.head = hash
 	c.appended(e, hash)
 	return nil

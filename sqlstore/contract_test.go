@@ -903,7 +903,7 @@ func testAuditChain(t *testing.T, eng engine) {
 	if err != nil || n != before+6 {
 		t.Fatalf("verify: %d events, %v; want %d", n, err, before+6)
 	}
-	if got := count(t, s, "SELECT COUNT(*) FROM audit_students WHERE student_id = ?", T.Minor); got != 6 {
+	if got := count(t, s, "SELECT COUNT(*) FROM ix.audit_students WHERE student_id = ?", T.Minor); got != 6 {
 		t.Errorf("audit_students rows for the minor: %d, want 6", got)
 	}
 	// A failed write leaves no audit event of its own (the commit is all or nothing).
@@ -940,11 +940,11 @@ func testAppendOnly(t *testing.T, eng engine) {
 	stmts := []string{
 		"UPDATE audit_events SET action = 'edited'",
 		"DELETE FROM audit_events",
-		"UPDATE audit_students SET student_id = 'someone-else'",
-		"DELETE FROM audit_students",
+		"UPDATE ix.audit_students SET student_id = 'someone-else'",
+		"DELETE FROM ix.audit_students",
 	}
 	if s.Engine() == "postgres" {
-		stmts = append(stmts, "TRUNCATE audit_events", "TRUNCATE audit_students")
+		stmts = append(stmts, "TRUNCATE audit_events", "TRUNCATE ix.audit_students")
 	}
 	for _, q := range stmts {
 		if _, err := s.RawDB().ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "append-only") {

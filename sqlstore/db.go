@@ -18,6 +18,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +30,7 @@ import (
 
 	"registrar/audit"
 
-	_ "modernc.org/sqlite" // the pure-Go SQLite driver: CGO_ENABLED=0 builds stay static
+	"modernc.org/sqlite" // the pure-Go SQLite driver: CGO_ENABLED=0 builds stay static
 )
 
 // Sealer is what the store needs from the vault.
@@ -42,7 +43,10 @@ type Sealer interface {
 type Store struct {
 	d      dialect
 	w      *sql.DB // the writer: one connection on SQLite, the primary on PostgreSQL
-	r      *sql.DB // readers
+	r      *sql.DB // readers (on SQLite with the index file attached as ix)
+	ix     *sql.DB // the audit index's writer: the index file (SQLite), a connection of its own (PostgreSQL)
+	idx    *indexer
+	path   string // the SQLite file
 	vault  Sealer
 	log    *slog.Logger
 	now    func() time.Time
@@ -89,9 +93,12 @@ type Options struct {
 	// NoAuditForBenchmarks drops every audit event. It exists only so benchmarks can
 	// measure what the durable audit costs in the same run; no setting reaches it.
 	NoAuditForBenchmarks bool
-	// IndexRunRows caps the student-index rows one batch writes behind the trail
-	// (default 1024; tests lower it to exercise runs that stop short).
+	// IndexRunRows caps the student-index rows one run writes behind the trail
+	// (default 65,536; tests lower it to exercise runs that stop short).
 	IndexRunRows int
+	// IndexInterval is how often the indexer writes the trail's tail (default 2s; a
+	// negative interval leaves it to flushes: tests).
+	IndexInterval time.Duration
 }
 
 // Open opens (creating if needed) the database, applies migrations and starts the
@@ -123,65 +130,151 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			o.Readers = 4
 		}
 		s.d = sqliteDialect{}
-		if s.w, s.r, err = openSQLite(o.Path, o.Readers); err != nil {
+		s.path = o.Path
+		if s.w, s.r, s.ix, err = openSQLite(ctx, o.Path, o.Readers); err != nil {
 			return nil, err
 		}
 		s.rstmt, s.wstmt = newStmtCache(s.r, 512), newStmtCache(s.w, 256)
 		s.wstmt.fixed = true
 		if err := s.migrate(ctx); err != nil {
-			s.w.Close()
-			s.r.Close()
+			s.closeDBs()
 			return nil, err
 		}
 		if err := s.startWALCheckpoints(o.Path); err != nil {
-			s.w.Close()
-			s.r.Close()
+			s.closeDBs()
 			return nil, err
 		}
 	}
-	if s.commit, err = newCommitter(ctx, s, o.Chain); err != nil {
-		s.w.Close()
-		s.r.Close()
+	interval := o.IndexInterval
+	if interval == 0 {
+		interval = indexInterval
+	}
+	s.idx = newIndexer(s, o.Chain, s.audit.indexRunRows, interval)
+	if err := s.idx.register(ctx); err != nil {
+		s.stopWALCheckpoints()
+		s.closeDBs()
 		return nil, err
 	}
+	if s.commit, err = newCommitter(ctx, s, o.Chain); err != nil {
+		s.stopWALCheckpoints()
+		s.closeDBs()
+		return nil, err
+	}
+	s.idx.start()
 	s.startCheckpoints()
 	return s, nil
 }
 
-func openSQLite(path string, readers int) (w, r *sql.DB, err error) {
+func (s *Store) closeDBs() { s.w.Close(); s.r.Close(); s.ix.Close() }
+
+// IndexPath is the SQLite file that holds the audit trail's student index and record
+// of disclosures beside the database at path (auditindex.go): registrar.db ->
+// registrar-index.db. It belongs to the database: copy, move and delete them together.
+func IndexPath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-index" + ext
+}
+
+// OpenSQLite opens a pool on the SQLite database at path with its index file attached
+// as ix, as the store's readers see it; params are the DSN's query (without "?"). For
+// tools and tests that read or (deliberately) tamper with the file.
+func OpenSQLite(path, params string) (*sql.DB, error) {
+	base, err := sqlite.NewConnector("file:" + path + "?" + params)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(attachIndex{base: base, path: IndexPath(path)}), nil
+}
+
+// attachIndex connects through base and attaches the index file as ix, then runs after.
+type attachIndex struct {
+	base  driver.Connector
+	path  string
+	after []string
+}
+
+func (a attachIndex) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := a.base.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ex, ok := conn.(driver.ExecerContext)
+	if !ok {
+		conn.Close()
+		return nil, errors.New("sqlstore: the SQLite driver's connection cannot execute")
+	}
+	if _, err := ex.ExecContext(ctx, "ATTACH DATABASE ? AS ix", []driver.NamedValue{{Ordinal: 1, Value: a.path}}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sqlstore: attach the index file %s: %w", a.path, err)
+	}
+	for _, q := range a.after {
+		if _, err := ex.ExecContext(ctx, q, nil); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("sqlstore: %s: %w", q, err)
+		}
+	}
+	return conn, nil
+}
+
+func (a attachIndex) Driver() driver.Driver { return a.base.Driver() }
+
+func openSQLite(ctx context.Context, path string, readers int) (w, r, ix *sql.DB, err error) {
 	if path == "" {
-		return nil, nil, errors.New("sqlstore: SQLite path is empty")
+		return nil, nil, nil, errors.New("sqlstore: SQLite path is empty")
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("sqlstore: create data folder: %w", err)
+		return nil, nil, nil, fmt.Errorf("sqlstore: create data folder: %w", err)
 	}
-	// The file is created 0600: it holds wrapped keys and ciphertext, but also names.
-	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-		f.Close()
-	} else {
-		return nil, nil, fmt.Errorf("sqlstore: create database file: %w", err)
+	// The files are created 0600: they hold wrapped keys and ciphertext, but also names.
+	for _, p := range []string{path, IndexPath(path)} {
+		if f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+			f.Close()
+		} else {
+			return nil, nil, nil, fmt.Errorf("sqlstore: create database file: %w", err)
+		}
+	}
+	// The index's writer: a private in-memory main with the index file attached, so
+	// that its BEGIN IMMEDIATE takes the index file's write lock and not the
+	// database's. The index is derived from the trail and its watermark moves with its
+	// rows, so a run lost to a power cut is redone: synchronous NORMAL is enough.
+	ixc, err := sqlite.NewConnector("file::memory:?_pragma=busy_timeout(10000)&_txlock=immediate")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ix = sql.OpenDB(attachIndex{base: ixc, path: IndexPath(path), after: []string{"PRAGMA ix.journal_mode=WAL", "PRAGMA ix.synchronous=NORMAL"}})
+	ix.SetMaxOpenConns(1)
+	ix.SetMaxIdleConns(1)
+	ix.SetConnMaxLifetime(0)
+	if err := setupIndexFile(ctx, ix); err != nil {
+		ix.Close()
+		return nil, nil, nil, err
 	}
 	pragmas := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	w, err = sql.Open("sqlite", "file:"+path+pragmas)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+		ix.Close()
+		return nil, nil, nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	r, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)&_txlock=deferred")
+	rc, err := sqlite.NewConnector("file:" + path + "?_pragma=busy_timeout(10000)&_txlock=deferred")
 	if err != nil {
 		w.Close()
-		return nil, nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
+		ix.Close()
+		return nil, nil, nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
 	}
+	// query_only after the ATTACH: it covers both files.
+	r = sql.OpenDB(attachIndex{base: rc, path: IndexPath(path), after: []string{"PRAGMA query_only=ON"}})
 	r.SetMaxOpenConns(readers)
 	r.SetMaxIdleConns(readers)
 	if err := w.Ping(); err != nil {
 		w.Close()
 		r.Close()
-		return nil, nil, fmt.Errorf("sqlstore: %s: %w", path, err)
+		ix.Close()
+		return nil, nil, nil, fmt.Errorf("sqlstore: %s: %w", path, err)
 	}
-	return w, r, nil
+	return w, r, ix, nil
 }
 
 // Close stops the committer (after it finishes the batch in hand) and closes the database.
@@ -189,17 +282,14 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.stopCheckpoints()
-		// A stopped data dir has its whole trail indexed (auditindex.go).
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := s.FlushAuditIndex(ctx); err != nil && !errors.Is(err, ErrClosed) {
-			s.log.Warn("final audit index", "err", err)
-		}
-		cancel()
 		s.commit.stop()
+		// The indexer's last run indexes the chain to the head the committer left: a
+		// stopped data dir has its whole trail indexed (auditindex.go).
+		s.idx.stop()
 		s.stopWALCheckpoints()
 		s.rstmt.close()
 		s.wstmt.close()
-		err = errors.Join(s.r.Close(), s.w.Close())
+		err = errors.Join(s.r.Close(), s.w.Close(), s.ix.Close())
 	})
 	return err
 }

@@ -116,7 +116,7 @@ func extraStudent(i int) records.Object {
 // rawDB opens the database file directly, as someone holding a copy of it would.
 func rawDB(t *testing.T, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	db, err := sqlstore.OpenSQLite(path, "_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,11 +15,23 @@ type migration func(d dialect) []string
 
 var migrations = []migration{
 	migration1,
-	migration2,          // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
-	migrationKeys,       // KEK versions, document keys, key rotations, deletion certificates (sqlstore/keys.go)
-	migrationStream,     // stream: leases, checkpoints, inbox, dead letters, embedded stream, delete scopes (stream.go)
-	migrationAuditIndex, // audit: the watermark of the student index and record of disclosures, written behind the trail (auditindex.go)
-	migrationCaseloads,  // counselors' caseloads and dependency flags (caseloads.go)
+	migration2,           // audit: record of disclosures, verify indexes, PostgreSQL append-only triggers (audit.go, disclosures.go)
+	migrationKeys,        // KEK versions, document keys, key rotations, deletion certificates (sqlstore/keys.go)
+	migrationStream,      // stream: leases, checkpoints, inbox, dead letters, embedded stream, delete scopes (stream.go)
+	migrationAuditIndex,  // audit: the watermark of the student index and record of disclosures, written behind the trail (auditindex.go)
+	migrationCaseloads,   // counselors' caseloads and dependency flags (caseloads.go)
+	migrationIndexSchema, // audit: the student index and record of disclosures move to the schema ix, written by the indexer (auditindex.go)
+}
+
+// beforeMigration runs Go code before a migration's statements, outside their
+// transaction: on SQLite, 7 copies the index tables into their own file first.
+var beforeMigration = map[int]func(s *Store, ctx context.Context) error{
+	7: func(s *Store, ctx context.Context) error {
+		if s.d.name() != "sqlite" {
+			return nil
+		}
+		return s.moveIndexToItsFile(ctx)
+	},
 }
 
 // migrate applies the migrations the database lacks, each in its own transaction.
@@ -36,6 +48,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("sqlstore: the database has schema version %d but this binary knows only %d: run a newer registrar", have, len(migrations))
 	}
 	for v := have + 1; v <= len(migrations); v++ {
+		if before := beforeMigration[v]; before != nil {
+			if err := before(s, ctx); err != nil {
+				return fmt.Errorf("sqlstore: migration %d: %w", v, err)
+			}
+		}
 		tx, err := s.w.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("sqlstore: migration %d: %w", v, err)

@@ -120,6 +120,13 @@ func (s *Store) openPostgres(ctx context.Context, o Options) error {
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxLifetime(pgConnMaxLifetime)
 	s.w.SetConnMaxIdleTime(pgConnMaxIdleTime)
+	// The audit index's writer (auditindex.go): its own connection, so that its runs
+	// never wait for the committer's, nor the committer for them.
+	s.ix = stdlib.OpenDB(*wcfg)
+	s.ix.SetMaxOpenConns(1)
+	s.ix.SetMaxIdleConns(1)
+	s.ix.SetConnMaxLifetime(pgConnMaxLifetime)
+	s.ix.SetConnMaxIdleTime(pgConnMaxIdleTime)
 	s.r = stdlib.OpenDB(*rcfg)
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers)
@@ -128,6 +135,7 @@ func (s *Store) openPostgres(ctx context.Context, o Options) error {
 	fail := func(err error) error {
 		s.w.Close()
 		s.r.Close()
+		s.ix.Close()
 		return err
 	}
 	if err := s.w.PingContext(ctx); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -122,12 +121,13 @@ func auditCopyDataDir(t *testing.T, src string) string {
 // dropped, as someone with full access to the database could.
 func auditTamper(t *testing.T, dir string, stmts ...string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "registrar.db"))
+	db, err := sqlstore.OpenSQLite(filepath.Join(dir, "registrar.db"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+	db.SetMaxOpenConns(1)
+	rows, err := db.Query(triggersOfBothFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +146,10 @@ func auditTamper(t *testing.T, dir string, stmts ...string) {
 		}
 	}
 }
+
+// triggersOfBothFiles names the append-only triggers of the database and of its
+// audit index file (attached as ix).
+const triggersOfBothFiles = "SELECT 'main.' || name FROM main.sqlite_master WHERE type = 'trigger' UNION ALL SELECT 'ix.' || name FROM ix.sqlite_master WHERE type = 'trigger'"
 
 func TestAuditVerifyNamesEachKindOfTampering(t *testing.T) {
 	t.Parallel()
@@ -167,23 +171,23 @@ func TestAuditVerifyNamesEachKindOfTampering(t *testing.T) {
 	}{
 		{name: "an unmodified trail passes"},
 		{name: "an edited field is named", stmts: []string{fmt.Sprintf(edit, 6)}, want: "event 6: hash does not match the body (edited)"},
-		{name: "a deleted event is named", stmts: []string{"DELETE FROM audit_events WHERE seq = 13", "DELETE FROM audit_students WHERE seq = 13"}, want: "event 13: event 13 is missing"},
+		{name: "a deleted event is named", stmts: []string{"DELETE FROM audit_events WHERE seq = 13", "DELETE FROM ix.audit_students WHERE seq = 13"}, want: "event 13: event 13 is missing"},
 		{name: "an inserted event is named",
 			stmts: []string{"UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 17", "UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1000",
 				"INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) SELECT chain, 17, time, action, principal, replace(body, '\"seq\":16', '\"seq\":17'), hash, hash FROM audit_events WHERE seq = 16"},
 			want: "event 17: hash does not match"},
 		{name: "two swapped events are named", stmts: []string{"UPDATE audit_events SET seq = 1021 WHERE seq = 21", "UPDATE audit_events SET seq = 21 WHERE seq = 22", "UPDATE audit_events SET seq = 22 WHERE seq = 1021"},
 			want: "event 21: previous-hash field does not match"},
-		{name: "a truncated tail is named", stmts: []string{"DELETE FROM audit_events WHERE seq > 25", "DELETE FROM audit_students WHERE seq > 25", "DELETE FROM disclosures WHERE seq > 25"},
+		{name: "a truncated tail is named", stmts: []string{"DELETE FROM audit_events WHERE seq > 25", "DELETE FROM ix.audit_students WHERE seq > 25", "DELETE FROM ix.disclosures WHERE seq > 25"},
 			want: "event 26: events 26 to 30 are missing"},
 		{name: "a truncated tail and checkpoint table pass without the exported checkpoints",
-			stmts: []string{"DELETE FROM audit_events WHERE seq > 25", "DELETE FROM audit_students WHERE seq > 25", "DELETE FROM disclosures WHERE seq > 25", "DELETE FROM audit_checkpoints WHERE seq > 20"}},
+			stmts: []string{"DELETE FROM audit_events WHERE seq > 25", "DELETE FROM ix.audit_students WHERE seq > 25", "DELETE FROM ix.disclosures WHERE seq > 25", "DELETE FROM audit_checkpoints WHERE seq > 20"}},
 		{name: "a truncated tail and checkpoint table are named with the exported checkpoints",
-			stmts: []string{"DELETE FROM audit_events WHERE seq > 25", "DELETE FROM audit_students WHERE seq > 25", "DELETE FROM disclosures WHERE seq > 25", "DELETE FROM audit_checkpoints WHERE seq > 20"},
+			stmts: []string{"DELETE FROM audit_events WHERE seq > 25", "DELETE FROM ix.audit_students WHERE seq > 25", "DELETE FROM ix.disclosures WHERE seq > 25", "DELETE FROM audit_checkpoints WHERE seq > 20"},
 			args:  []string{"--checkpoints", exported}, want: "event 26: events 26 to 30 are missing"},
 		{name: "a replaced checkpoint is named", stmts: []string{"UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit_events WHERE seq = 9) WHERE seq = 10"},
 			want: "event 10: the checkpoint at event 10"},
-		{name: "an edited record of disclosures is named", stmts: []string{"UPDATE disclosure_events SET legal_basis = 'school-official' WHERE seq = 14"},
+		{name: "an edited record of disclosures is named", stmts: []string{"UPDATE ix.disclosure_events SET legal_basis = 'school-official' WHERE seq = 14"},
 			want: "event 14: a record-of-disclosure entry"},
 	}
 	for _, c := range cases {
