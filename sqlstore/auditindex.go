@@ -218,10 +218,13 @@ var (
 	// A student's entry: the event's details are in disclosure_events.
 	insertDisclosureEntry      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES (?, '', ?, ?, '', '', '', '', '', '', '', '', 0, '')"
 	insertDisclosureEntriesMny = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + manyEntries
-	insertDisclosureEvent      = "INSERT INTO ix.disclosure_events (chain, seq, time, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id) " +
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	insertDisclosureEvent      = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	insertDisclosureEventsMany = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", indexRows), ", ")
 	moveWatermark = "INSERT INTO ix.audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"
 )
+
+const disclosureEventCols = "chain, seq, time, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id"
 
 var (
 	manyRows    = strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", indexRows), ", ")
@@ -261,6 +264,7 @@ type indexer struct {
 	chain    string
 	runRows  int
 	interval time.Duration
+	stmts    *stmtCache // the inserts, prepared on Store.ix
 
 	mu      sync.Mutex
 	copy    indexCopy     // the committer's handovers not yet indexed
@@ -288,6 +292,12 @@ func newIndexer(s *Store, chain string, runRows int, interval time.Duration) *in
 // before the database) is rebuilt: every chain of the trail starts at 0.
 func (ix *indexer) register(ctx context.Context) error {
 	s := ix.s
+	ix.stmts = newStmtCache(s.ix, 8)
+	ix.stmts.fixed = true // Store.ix has one connection, held by the run's transaction
+	if err := ix.stmts.prepare(ctx, s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudentsMany), s.d.rebind(insertDisclosureEntry),
+		s.d.rebind(insertDisclosureEntriesMny), s.d.rebind(insertDisclosureEvent), s.d.rebind(insertDisclosureEventsMany)); err != nil {
+		return fmt.Errorf("sqlstore: prepare the audit index's statements: %w", err)
+	}
 	chains := []string{ix.chain}
 	var known int
 	if err := s.ix.QueryRowContext(ctx, "SELECT COUNT(*) FROM ix.audit_indexed").Scan(&known); err != nil {
@@ -347,6 +357,7 @@ func (ix *indexer) start() { go ix.loop() }
 func (ix *indexer) stop() {
 	close(ix.quit)
 	<-ix.done
+	ix.stmts.close()
 }
 
 func (ix *indexer) loop() {
@@ -645,16 +656,15 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, chain string, evs []me
 	slices.SortFunc(students, bySeq)
 	slices.SortFunc(entries, bySeq)
 	args := make([]any, 0, indexRows*3)
-	flush := func(one, many string) error {
-		const width = 3
+	flush := func(one, many string, width int) error {
 		for len(args) >= indexRows*width {
-			if _, err := tx.ExecContext(ctx, s.d.rebind(many), args[:indexRows*width]...); err != nil {
+			if _, err := txExec(ctx, ix.stmts, tx, s.d.rebind(many), args[:indexRows*width]...); err != nil {
 				return err
 			}
 			args = args[indexRows*width:]
 		}
 		for ; len(args) > 0; args = args[width:] {
-			if _, err := tx.ExecContext(ctx, s.d.rebind(one), args[:width]...); err != nil {
+			if _, err := txExec(ctx, ix.stmts, tx, s.d.rebind(one), args[:width]...); err != nil {
 				return err
 			}
 		}
@@ -664,16 +674,17 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, chain string, evs []me
 	for _, r := range students {
 		args = append(args, chain, r.seq, r.student)
 	}
-	if err := flush(insertAuditStudent, insertAuditStudentsMany); err != nil {
+	if err := flush(insertAuditStudent, insertAuditStudentsMany, 3); err != nil {
 		return fmt.Errorf("student index: %w", err)
 	}
 	args = args[:0:cap(args)]
 	for _, r := range entries {
 		args = append(args, r.student, chain, r.seq)
 	}
-	if err := flush(insertDisclosureEntry, insertDisclosureEntriesMny); err != nil {
+	if err := flush(insertDisclosureEntry, insertDisclosureEntriesMny, 3); err != nil {
 		return fmt.Errorf("record of disclosures: %w", err)
 	}
+	args = args[:0]
 	parties := map[string][2]string{}
 	for i := range discl {
 		d := &discl[i]
@@ -696,10 +707,11 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, chain string, evs []me
 		if d.Required {
 			required = 1
 		}
-		if _, err := tx.ExecContext(ctx, s.d.rebind(insertDisclosureEvent), chain, d.Seq, records.FormatDateTime(d.Time), d.PartyKind, d.PartyID, d.PartyName,
-			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID); err != nil {
-			return fmt.Errorf("record of disclosures: %w", err)
-		}
+		args = append(args, chain, d.Seq, records.FormatDateTime(d.Time), d.PartyKind, d.PartyID, d.PartyName,
+			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID)
+	}
+	if err := flush(insertDisclosureEvent, insertDisclosureEventsMany, 13); err != nil {
+		return fmt.Errorf("record of disclosures: %w", err)
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ type Store struct {
 	wal     walCheckpointer // SQLite: the WAL copied back into the database off the commit path
 	clients clientCache     // client rows read by Client (clients.go)
 	selects sync.Map        // *records.Entity -> selectList (read.go)
+	counts  *countCache     // List's totals; nil on PostgreSQL (counts.go)
 
 	closeOnce sync.Once
 }
@@ -136,6 +137,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 		s.rstmt, s.wstmt = newStmtCache(s.r, 512), newStmtCache(s.w, 256)
 		s.wstmt.fixed = true
+		s.counts = newCountCache(countEntries, countBytes) // sound on SQLite only (counts.go)
 		if err := s.migrate(ctx); err != nil {
 			s.closeDBs()
 			return nil, err

@@ -184,6 +184,12 @@ func (s *Store) Exists(ctx context.Context, e *records.Entity, scope records.Pre
 }
 
 // List returns one page of q and the total number of rows it matches.
+//
+// The total is counted in the page's read transaction (one snapshot), unless the page
+// holds the whole set. On SQLite a total is reused from the count cache (counts.go)
+// when the statement, its arguments (the scope's included) and the change-log
+// generation of every entity it reads are the same in this snapshot: paging through a
+// collection counts it once. On PostgreSQL every page counts.
 func (s *Store) List(ctx context.Context, q Query) (Result, error) {
 	var res Result
 	e := q.Entity
@@ -235,7 +241,7 @@ func (s *Store) List(ctx context.Context, q Query) (Result, error) {
 		if where.SQL != "" {
 			cstmt += " WHERE " + where.SQL
 		}
-		if err := tx.QueryRowContext(ctx, s.d.rebind(cstmt), where.Args...).Scan(&res.Total); err != nil {
+		if res.Total, err = s.total(ctx, tx, cstmt, where.Args); err != nil {
 			return unavailable("count "+e.Name, err)
 		}
 		return nil
