@@ -24,7 +24,7 @@ var goBenches = []goBench{
 		note:      "Issue 2's figure as `go test -bench`: GET /students/{id} and GET /classes/{id}/students over a generated district of 10,000 students, registrar (an LMS client of the whole district: authenticated, scoped, decrypted, audited with its record of disclosures) beside bench/bare (the same SQL on the same SQLite file, nothing else), 64 closed-loop clients over loopback HTTP in the same process. ratio = registrar/baseline throughput (target >= 0.5); cpu-ratio = the same per CPU-second of the process.",
 		quickTime: "10000x", fullTime: "20000x", fullOnly: true}, // --quick has the same pair over HTTP (main.go)
 	{title: "Authorization cost", pkg: "./httpapi", pattern: "BenchmarkAuthzScope",
-		note:      "A teacher listing their students and a district administrator paging through all 10,000 students, with the authorization scope in the SQL beside the same query without it (issue 4; target: the scope costs at most 30%, scoped/unscoped time <= 1.43). The teacher's scoped query reads ~60 rows where the unscoped one reads a page of the whole district, so only the administrator's pair compares like with like.",
+		note:      "A teacher listing their students and a district administrator paging through all 10,000 students, with the authorization scope in the SQL beside the same query without it (issue 4; target: the scope costs at most 30%, scoped/unscoped time <= 1.43). The teacher's scoped query reads ~60 rows where the unscoped one reads a page of the whole district, so only the administrator's pair compares like with like. Both sides count their total once per sweep (the count cache, sqlstore/counts.go: exact, keyed by the statement and its arguments, checked against the change log in the page's snapshot; SQLite only).",
 		quickTime: "3s", fullTime: "10s"},
 	{title: "Encryption cost", pkg: "./sqlstore", pattern: "BenchmarkEncryptionCost|BenchmarkNewDataKey",
 		note:      "Reads (keys cached, and every key unwrapped) and imports with Tink beside the same with a no-op cipher (issue 5; target: encryption costs under 20%).",
@@ -36,7 +36,7 @@ var goBenches = []goBench{
 		note:      "`audit verify` over a generated trail (issue 6: a million events in the full run; 200,000 in --quick).",
 		quickTime: "1x", fullTime: "1x", quickEnv: []string{"REGISTRAR_BENCH_EVENTS=200000"}},
 	{title: "Import", pkg: "./importer", pattern: "BenchmarkImport$",
-		note:      "Rows/s of `import` beside the raw baseline: the same rows as plain prepared INSERTs in one transaction, with no validation, encryption or audit (issue 3; target: ratio >= 0.5). Peak RSS of the 100,000-student run: `go run ./bench/importbench`.",
+		note:      "Rows/s of `import` beside the raw baseline: the same rows as plain prepared INSERTs in one transaction, with no validation, encryption or audit (issue 3; target: ratio >= 0.5). Peak RSS of the import process at each size: the size table above; the 100,000-student ratio: `go run ./bench/importbench` (docs/import.md).",
 		quickTime: "1x", fullTime: "1x", quickEnv: []string{"REGISTRAR_BENCH_STUDENTS=2000"}, fullEnv: []string{"REGISTRAR_BENCH_STUDENTS=10000"}},
 	{title: "Import on PostgreSQL", pkg: "./importer", pattern: "BenchmarkImportPostgres",
 		note:      "Rows/s of `import` on PostgreSQL (started on loopback by internal/pgtest) beside COPY of the same rows into the same tables, in the same run on the same server (issue 7). The 100,000-student figures: `go run ./bench/importbench -students 100000 -postgres URL` (docs/import.md).",

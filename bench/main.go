@@ -141,7 +141,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.parts["http"] {
 		rep.add("How cost grows with size", "Import and per-endpoint throughput at each size, from the same run (a figure that falls faster than the size grows would show something worse than linear).\n\n"+
-			"| students | rows imported | import rows/s | GET /students/{id} req/s | GET /classes/{id}/students req/s |\n|---:|---:|---:|---:|---:|\n"+strings.Join(scaling, "\n")+"\n")
+			"| students | rows imported | import rows/s | import peak RSS | GET /students/{id} req/s | GET /classes/{id}/students req/s |\n|---:|---:|---:|---:|---:|---:|\n"+strings.Join(scaling, "\n")+"\n")
 	}
 	if o.parts["go"] {
 		if err := goBenchmarks(ctx, o, rep); err != nil {
@@ -164,19 +164,31 @@ type district struct {
 	dir       string
 	rows      int
 	importDur time.Duration
+	importRSS int64 // peak RSS of the import process, bytes
 	env       []string
 }
 
 func runCmd(ctx context.Context, env []string, bin string, args ...string) (string, error) {
+	out, _, err := runCmdRSS(ctx, env, bin, args...)
+	return out, err
+}
+
+// runCmdRSS runs the command and returns its output and its peak resident set size
+// in bytes (the kernel's ru_maxrss of the child).
+func runCmdRSS(ctx context.Context, env []string, bin string, args ...string) (string, int64, error) {
 	c := exec.CommandContext(ctx, bin, args...)
 	c.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
 	c.Stderr = &stderr
 	out, err := c.Output()
 	if err != nil {
-		return string(out), fmt.Errorf("registrar %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		return string(out), 0, fmt.Errorf("registrar %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	return string(out), nil
+	var rss int64
+	if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss << 10 // KiB on Linux
+	}
+	return string(out), rss, nil
 }
 
 var rowsRe = regexp.MustCompile(`(?:imported|checked) (\d+) rows`)
@@ -191,11 +203,11 @@ func prepare(ctx context.Context, bin, tmp string, n int) (*district, error) {
 	}
 	fmt.Printf("importing %d students\n", n)
 	start := time.Now()
-	out, err := runCmd(ctx, d.env, bin, "import", pkg)
+	out, rss, err := runCmdRSS(ctx, d.env, bin, "import", pkg)
 	if err != nil {
 		return nil, err
 	}
-	d.importDur = time.Since(start)
+	d.importDur, d.importRSS = time.Since(start), rss
 	if m := rowsRe.FindStringSubmatch(out); m != nil {
 		fmt.Sscan(m[1], &d.rows)
 	}
@@ -448,7 +460,7 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 		}
 		rep.add("Mixed workload", mixed+sustained)
 	}
-	row := fmt.Sprintf("| %d | %d | %.0f | %.0f | %.0f |", d.n, d.rows, float64(d.rows)/d.importDur.Seconds(), pairs[0].reg.Throughput, pairs[1].reg.Throughput)
+	row := fmt.Sprintf("| %d | %d | %.0f | %d MiB | %.0f | %.0f |", d.n, d.rows, float64(d.rows)/d.importDur.Seconds(), d.importRSS>>20, pairs[0].reg.Throughput, pairs[1].reg.Throughput)
 	return row, nil
 }
 
