@@ -81,6 +81,9 @@ type committer struct {
 	batchPrev int64
 	batchEvs  []memEvent
 
+	version      int64 // SQLite's data_version at the last batch (othersWrote)
+	versionKnown bool
+
 	ck checkpointState // signed checkpoints and the log-stream copy (audit.go)
 
 	logq    chan logBatch // committed batches' lines for the log stream (audit.go)
@@ -94,7 +97,11 @@ func newCommitter(ctx context.Context, s *Store, chain string) (*committer, erro
 	if err := c.loadHead(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.wstmt.prepare(ctx, s.d.rebind(insertAuditEvent)); err != nil {
+	stmts := []string{s.d.rebind(insertAuditEvent)}
+	if s.d.name() == "sqlite" {
+		stmts = append(stmts, dataVersion)
+	}
+	if err := s.wstmt.prepare(ctx, stmts...); err != nil {
 		return nil, fmt.Errorf("sqlstore: prepare audit statements: %w", err)
 	}
 	if err := c.loadCheckpointState(ctx); err != nil {
@@ -114,6 +121,28 @@ func (c *committer) loadHead(ctx context.Context) error {
 	}
 	defer tx.Rollback()
 	return c.readHead(ctx, tx)
+}
+
+const dataVersion = "PRAGMA data_version"
+
+// othersWrote reports whether another connection may have committed to the database
+// since the last call: always on PostgreSQL; on SQLite when data_version moved (it
+// moves for every commit but the connection's own).
+func (c *committer) othersWrote(ctx context.Context, tx *sql.Tx) (bool, error) {
+	if c.s.d.name() != "sqlite" {
+		return true, nil
+	}
+	var v int64
+	st, err := c.s.wstmt.get(ctx, dataVersion)
+	if err != nil || st == nil {
+		return true, err
+	}
+	if err := tx.StmtContext(ctx, st).QueryRowContext(ctx).Scan(&v); err != nil {
+		return false, fmt.Errorf("sqlstore: data_version: %w", err)
+	}
+	changed := !c.versionKnown || v != c.version
+	c.version, c.versionKnown = v, true
+	return changed, nil
 }
 
 func (c *committer) readHead(ctx context.Context, tx *sql.Tx) error {
@@ -260,8 +289,9 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	seq, head := c.seq, c.head
 	defer func() {
 		if err != nil {
-			// Nothing was committed: the head stays where it was.
-			c.seq, c.head = seq, head
+			// Nothing was committed: the head stays where it was, and the next batch
+			// reads it again (it may have been read in this one).
+			c.seq, c.head, c.versionKnown = seq, head, false
 			c.s.log.Error("commit failed", "err", err, "batch", len(batch))
 			err = &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
 		}
@@ -274,9 +304,15 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 	defer tx.Rollback()
 	// Read the chain head inside the transaction: another process on the same data dir
 	// (the CLI beside a running server) may have appended since our last batch; the
-	// write lock we hold now keeps it from appending until we commit.
-	if err := c.readHead(ctx, tx); err != nil {
+	// write lock we hold now keeps it from appending until we commit. On SQLite,
+	// data_version tells whether any other connection has committed since the last
+	// batch: when none has, the head is the one this committer left.
+	if changed, err := c.othersWrote(ctx, tx); err != nil {
 		return err
+	} else if changed {
+		if err := c.readHead(ctx, tx); err != nil {
+			return err
+		}
 	}
 	c.batchPrev = c.seq
 	now := c.s.now().UTC()
