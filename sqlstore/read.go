@@ -106,9 +106,20 @@ func (s *Store) readTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
-		return err
+		// A connection lost mid-read (rows.Err, a failed scan) is the database not
+		// answering, not a bug: 503 with Retry-After, never 500. records.Errors and
+		// cancellations pass through unchanged.
+		return unavailable("read", err)
 	}
-	return tx.Commit()
+	return ifErr(unavailable, "commit read", tx.Commit())
+}
+
+// ifErr applies wrap to err unless it is nil.
+func ifErr(wrap func(string, error) error, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return wrap(what, err)
 }
 
 func unavailable(what string, err error) error {
