@@ -7,6 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -47,6 +51,7 @@ const (
 	indexInterval = 2 * time.Second
 	indexRunRows  = 1 << 16 // rows per periodic run: bounds a catch-up run's memory and how long a flush may wait behind it
 	indexPending  = 1 << 18 // events the copy may hold before it is dropped for the table
+	finalRunWait  = 30 * time.Second
 )
 
 // migrationAuditIndex adds the watermark and disclosure_events. Every event before it
@@ -156,6 +161,83 @@ func setupIndexFile(ctx context.Context, ix *sql.DB) error {
 		return fmt.Errorf("sqlstore: set up the index file: %w", err)
 	}
 	return nil
+}
+
+// pairIndexFile makes sure that the SQLite index file beside path was derived from
+// this database: both carry the same random id in their header (user_version), and
+// no chain's watermark is past the trail's head. An index file that fails either
+// (left from a deleted database, or newer than a database restored from a backup) is
+// moved aside (IndexPath + ".stale-TIME") and a new one is rebuilt from the trail:
+// without this, its rows would be read as those of this database's events.
+func pairIndexFile(ctx context.Context, path string, log *slog.Logger) error {
+	for attempt := 0; attempt < 2; attempt++ {
+		stale, err := checkIndexFile(ctx, path)
+		if err != nil {
+			return fmt.Errorf("sqlstore: check the audit index file: %w", err)
+		}
+		if stale == "" {
+			return nil
+		}
+		aside := IndexPath(path) + ".stale-" + time.Now().UTC().Format("20060102T150405.000")
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Rename(IndexPath(path)+suffix, aside+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("sqlstore: move the stale audit index file aside: %w", err)
+			}
+		}
+		log.Warn("the audit index file does not belong to this database: moved aside; the index is rebuilt from the trail", "reason", stale, "moved to", aside)
+		f, err := os.OpenFile(IndexPath(path), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return fmt.Errorf("sqlstore: create the audit index file: %w", err)
+		}
+		f.Close()
+	}
+	return errors.New("sqlstore: the new audit index file does not pair with the database")
+}
+
+// checkIndexFile pairs the files by id (giving a new one the database's) and returns
+// why the index file is stale, or "".
+func checkIndexFile(ctx context.Context, path string) (string, error) {
+	db, err := OpenSQLite(path, "_pragma=busy_timeout(10000)")
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	var mainID, ixID int64
+	if err := db.QueryRowContext(ctx, "PRAGMA main.user_version").Scan(&mainID); err != nil {
+		return "", err
+	}
+	if mainID == 0 {
+		mainID = rand.Int64N(math.MaxInt32) + 1
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA main.user_version = %d", mainID)); err != nil {
+			return "", err
+		}
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA ix.user_version").Scan(&ixID); err != nil {
+		return "", err
+	}
+	switch {
+	case ixID == 0:
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA ix.user_version = %d", mainID)); err != nil {
+			return "", err
+		}
+	case ixID != mainID:
+		return "it was made for another database", nil
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM ix.sqlite_master WHERE name = 'audit_indexed') * (SELECT COUNT(*) FROM main.sqlite_master WHERE name = 'audit_events')").Scan(&n); err != nil || n == 0 {
+		return "", err
+	}
+	var chain string
+	var seq, head int64
+	err = db.QueryRowContext(ctx, "SELECT chain, seq, head FROM (SELECT a.chain, a.seq, COALESCE((SELECT MAX(e.seq) FROM main.audit_events e WHERE e.chain = a.chain), 0) AS head FROM ix.audit_indexed a) WHERE seq > head LIMIT 1").Scan(&chain, &seq, &head)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	return fmt.Sprintf("its watermark of chain %s is %d, past the trail's head %d", chain, seq, head), nil
 }
 
 // moveIndexToItsFile copies the index tables' rows from the SQLite database into the
@@ -287,9 +369,10 @@ func newIndexer(s *Store, chain string, runRows int, interval time.Duration) *in
 	return &indexer{s: s, chain: chain, runRows: runRows, interval: interval, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 }
 
-// register enters the chain in ix.audit_indexed, so that a flush by any instance
-// finds it. An index file that lost every watermark (deleted, or restored from
-// before the database) is rebuilt: every chain of the trail starts at 0.
+// register enters this chain, and every chain of the trail that has no watermark
+// yet, in ix.audit_indexed, so that a flush by any instance indexes them (an index
+// file rebuilt from the trail starts every chain at 0). The chains are read by
+// skipping from one to the next in the trail's primary key.
 func (ix *indexer) register(ctx context.Context) error {
 	s := ix.s
 	ix.stmts = newStmtCache(s.ix, 8)
@@ -298,28 +381,20 @@ func (ix *indexer) register(ctx context.Context) error {
 		s.d.rebind(insertDisclosureEntriesMny), s.d.rebind(insertDisclosureEvent), s.d.rebind(insertDisclosureEventsMany)); err != nil {
 		return fmt.Errorf("sqlstore: prepare the audit index's statements: %w", err)
 	}
-	chains := []string{ix.chain}
-	var known int
-	if err := s.ix.QueryRowContext(ctx, "SELECT COUNT(*) FROM ix.audit_indexed").Scan(&known); err != nil {
-		return fmt.Errorf("sqlstore: read the audit index watermarks: %w", err)
+	var src rowQuerier = s.r // SQLite: the trail is in the other file
+	if s.d.name() == "postgres" {
+		src = s.ix // the primary (the readers may be a replica)
 	}
-	if known == 0 {
-		rows, err := s.r.QueryContext(ctx, "SELECT DISTINCT chain FROM audit_events")
-		if err != nil {
+	chains := []string{ix.chain}
+	for last := ""; ; {
+		var c sql.NullString
+		if err := src.QueryRowContext(ctx, s.d.rebind("SELECT MIN(chain) FROM audit_events WHERE chain > ?"), last).Scan(&c); err != nil {
 			return fmt.Errorf("sqlstore: read the audit chains: %w", err)
 		}
-		for rows.Next() {
-			var c string
-			if err := rows.Scan(&c); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlstore: read the audit chains: %w", err)
-			}
-			chains = append(chains, c)
+		if !c.Valid {
+			break
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("sqlstore: read the audit chains: %w", err)
-		}
+		chains, last = append(chains, c.String), c.String
 	}
 	for _, c := range chains {
 		if _, err := s.ix.ExecContext(ctx, s.d.rebind("INSERT INTO ix.audit_indexed (chain, seq) VALUES (?, 0) ON CONFLICT (chain) DO NOTHING"), c); err != nil {
@@ -376,7 +451,11 @@ func (ix *indexer) loop() {
 			waiting := append(ix.flushes, ix.steps...)
 			ix.flushes, ix.steps = nil, nil
 			ix.mu.Unlock()
-			err := ix.run(ctx, []string{ix.chain})
+			// Bounded: a database that stopped answering must not hold Close forever
+			// (the next start indexes what is left).
+			fctx, cancel := context.WithTimeout(ctx, finalRunWait)
+			err := ix.run(fctx, []string{ix.chain})
+			cancel()
 			if err != nil {
 				ix.s.log.Warn("final audit index run", "err", err)
 			}
@@ -392,13 +471,22 @@ func (ix *indexer) loop() {
 					ix.s.log.Warn("audit index run", "err", err)
 					break
 				}
-				if !behind || ix.waiting() {
+				if !behind || ix.waiting() || ix.stopping() {
 					break
 				}
 			}
 		case <-ix.wake:
 		}
 		ix.serve(ctx)
+	}
+}
+
+func (ix *indexer) stopping() bool {
+	select {
+	case <-ix.quit:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -564,7 +652,7 @@ func (ix *indexer) runChain(ctx context.Context, chain string, maxRows int, whol
 	if upTo <= from {
 		return nil
 	}
-	if err := ix.write(ctx, tx, chain, evs); err != nil {
+	if err := ix.write(ctx, tx, src, chain, evs); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, s.d.rebind(moveWatermark), chain, upTo); err != nil {
@@ -623,8 +711,9 @@ type rowQuerier interface {
 }
 
 // write inserts the rows of evs: the student index, each student's entry in the
-// record of disclosures, and each disclosing event's details.
-func (ix *indexer) write(ctx context.Context, tx *sql.Tx, chain string, evs []memEvent) error {
+// record of disclosures, and each disclosing event's details (the party's name and
+// contract read through src, which on PostgreSQL is the run's own transaction).
+func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain string, evs []memEvent) error {
 	s := ix.s
 	type studentRow struct {
 		seq     int64
@@ -693,7 +782,7 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, chain string, evs []me
 			if !ok {
 				var name string
 				var contract sql.NullString
-				err := s.r.QueryRowContext(ctx, s.d.rebind(selectClientParty), d.PartyID).Scan(&name, &contract)
+				err := src.QueryRowContext(ctx, s.d.rebind(selectClientParty), d.PartyID).Scan(&name, &contract)
 				if err != nil && !errors.Is(err, sql.ErrNoRows) {
 					return fmt.Errorf("disclosure party: %w", err)
 				}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"registrar/audit"
@@ -229,6 +230,7 @@ func TestIndexMovesToItsSchema(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, eng engine) {
 		o := withChain(eng.fresh(t), "a")
 		o.Vault = newVault(t)
+		o.IndexInterval = -1 // no run may rebuild what the move should have copied
 		s := open(t, o)
 		for i := 0; i < 12; i++ {
 			ev := event(fmt.Sprint("read-", i), T.Minor, fmt.Sprintf("s%d", i))
@@ -345,4 +347,102 @@ func TestLostIndexFileIsRebuilt(t *testing.T) {
 	if _, err := a.Verify(ctx, sqlstore.VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestIndexFileMustMatchItsDatabase: the SQLite index file is read as the derived
+// rows of the database beside it, so one that is not (left behind by a deleted
+// database; newer than a database restored from a backup; an older copy restored
+// without a chain another instance added) must never be taken at its word.
+func TestIndexFileMustMatchItsDatabase(t *testing.T) {
+	copyFiles := func(t *testing.T, from, to string) {
+		t.Helper()
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(to + suffix)
+			b, err := os.ReadFile(from + suffix)
+			if os.IsNotExist(err) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(to+suffix, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	disclose := func(t *testing.T, s *sqlstore.Store, n int, student string) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			ev := event(fmt.Sprint("read-", i), student)
+			ev.PrincipalKind, ev.PrincipalID, ev.Disclosed, ev.Fields = audit.KindClient, "vendor", true, []string{"givenName"}
+			if err := s.Audit(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(t *testing.T, s *sqlstore.Store, want map[string]int) {
+		t.Helper()
+		for student, n := range want {
+			ds, err := s.Disclosures(ctx, student, 100, 0)
+			if err != nil || len(ds) != n {
+				t.Errorf("%s's record of disclosures: %d entries, %v; want %d", student, len(ds), err, n)
+			}
+			evs, _, err := s.AuditEvents(ctx, sqlstore.AuditQuery{Student: student})
+			if err != nil || len(evs) != n {
+				t.Errorf("%s's events: %d, %v; want %d", student, len(evs), err, n)
+			}
+		}
+		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setUp := func(t *testing.T) sqlstore.Options {
+		o := withChain(engines[0].fresh(t), "a")
+		o.Vault = newVault(t)
+		o.IndexInterval = -1
+		return o
+	}
+	t.Run("left by a deleted database", func(t *testing.T) {
+		o := setUp(t)
+		s := open(t, o)
+		disclose(t, s, 5, "s1")
+		s.Close()
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(o.Path + suffix)
+		}
+		s = open(t, o)
+		disclose(t, s, 3, "s2")
+		check(t, s, map[string]int{"s1": 0, "s2": 3})
+		if aside, _ := filepath.Glob(sqlstore.IndexPath(o.Path) + ".stale-*"); len(aside) == 0 {
+			t.Error("the stale index file was not kept aside")
+		}
+	})
+	t.Run("newer than a restored database", func(t *testing.T) {
+		o := setUp(t)
+		s := open(t, o)
+		disclose(t, s, 5, "s1")
+		s.Close()
+		backup := filepath.Join(t.TempDir(), "backup.db")
+		copyFiles(t, o.Path, backup)
+		s = open(t, o)
+		disclose(t, s, 3, "s1")
+		s.Close()
+		copyFiles(t, backup, o.Path) // the database goes back to 5 events; its index file stays at 8
+		s = open(t, o)
+		check(t, s, map[string]int{"s1": 5})
+	})
+	t.Run("an older copy without another instance's chain", func(t *testing.T) {
+		o := setUp(t)
+		s := open(t, o)
+		disclose(t, s, 2, "s1")
+		s.Close()
+		backup := filepath.Join(t.TempDir(), "index-backup.db")
+		copyFiles(t, sqlstore.IndexPath(o.Path), backup)
+		b := open(t, withChain(o, "b"))
+		disclose(t, b, 3, "s3")
+		b.Close()
+		copyFiles(t, backup, sqlstore.IndexPath(o.Path))
+		s = open(t, o)
+		check(t, s, map[string]int{"s1": 2, "s3": 3})
+	})
 }

@@ -132,7 +132,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 		s.d = sqliteDialect{}
 		s.path = o.Path
-		if s.w, s.r, s.ix, err = openSQLite(ctx, o.Path, o.Readers); err != nil {
+		if s.w, s.r, s.ix, err = openSQLite(ctx, o.Path, o.Readers, o.Logger); err != nil {
 			return nil, err
 		}
 		s.rstmt, s.wstmt = newStmtCache(s.r, 512), newStmtCache(s.w, 256)
@@ -220,7 +220,7 @@ func (a attachIndex) Connect(ctx context.Context) (driver.Conn, error) {
 
 func (a attachIndex) Driver() driver.Driver { return a.base.Driver() }
 
-func openSQLite(ctx context.Context, path string, readers int) (w, r, ix *sql.DB, err error) {
+func openSQLite(ctx context.Context, path string, readers int, log *slog.Logger) (w, r, ix *sql.DB, err error) {
 	if path == "" {
 		return nil, nil, nil, errors.New("sqlstore: SQLite path is empty")
 	}
@@ -234,6 +234,9 @@ func openSQLite(ctx context.Context, path string, readers int) (w, r, ix *sql.DB
 		} else {
 			return nil, nil, nil, fmt.Errorf("sqlstore: create database file: %w", err)
 		}
+	}
+	if err := pairIndexFile(ctx, path, log); err != nil {
+		return nil, nil, nil, err
 	}
 	// The index's writer: a private in-memory main with the index file attached, so
 	// that its BEGIN IMMEDIATE takes the index file's write lock and not the
