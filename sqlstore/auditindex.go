@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -120,33 +121,15 @@ func migrationIndexSchema(d dialect) []string {
 // indexTables are the tables of the schema ix.
 var indexTables = []string{"audit_indexed", "audit_students", "disclosures", "disclosure_events"}
 
-// setupIndexFile creates the SQLite index file's tables where they are missing: the
-// same tables as the database had (migrations 1, 2 and 5), append-only alike. One
-// difference: a record of disclosures cannot be deleted even once its student is
-// purged, because a trigger in this file cannot see the database's users (99.32(a)(2)
-// allows the deletion; it does not require it).
+// setupIndexFile creates the SQLite index file's tables where they are missing. Their
+// definitions are those of the migrations that created them in the database (1, 2
+// and 5), rewritten into the schema ix, so the two cannot drift apart (migration 7
+// copies rows across with SELECT *). One trigger differs: a record of disclosures
+// cannot be deleted even once its student is purged, because a trigger in this file
+// cannot see the database's users (99.32(a)(2) allows the deletion; it does not
+// require it).
 func setupIndexFile(ctx context.Context, ix *sql.DB) error {
-	const refuse = "SELECT RAISE(ABORT, 'the audit trail is append-only')"
-	stmts := []string{
-		`CREATE TABLE IF NOT EXISTS ix.index_moves (source TEXT PRIMARY KEY, moved_at TEXT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ix.audit_indexed (chain TEXT PRIMARY KEY, seq INTEGER NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ix.audit_students (chain TEXT NOT NULL, seq INTEGER NOT NULL, student_id TEXT NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS ix.audit_students_student ON audit_students (student_id, chain, seq)`,
-		`CREATE INDEX IF NOT EXISTS ix.audit_students_event ON audit_students (chain, seq)`,
-		`CREATE TABLE IF NOT EXISTS ix.disclosures (id INTEGER PRIMARY KEY AUTOINCREMENT, student_id TEXT NOT NULL, time TEXT NOT NULL, chain TEXT NOT NULL, seq INTEGER NOT NULL,
-  party_kind TEXT NOT NULL, party_id TEXT NOT NULL, party_name TEXT NOT NULL, legal_basis TEXT NOT NULL, purpose TEXT NOT NULL, contract_ref TEXT NOT NULL,
-  resource_type TEXT NOT NULL, fields TEXT NOT NULL, required INTEGER NOT NULL, request_id TEXT NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS ix.disclosures_student ON disclosures (student_id, id)`,
-		`CREATE INDEX IF NOT EXISTS ix.disclosures_event ON disclosures (chain, seq)`,
-		`CREATE TABLE IF NOT EXISTS ix.disclosure_events (chain TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, party_kind TEXT NOT NULL, party_id TEXT NOT NULL,
-  party_name TEXT NOT NULL, legal_basis TEXT NOT NULL, purpose TEXT NOT NULL, contract_ref TEXT NOT NULL, resource_type TEXT NOT NULL, fields TEXT NOT NULL,
-  required INTEGER NOT NULL, request_id TEXT NOT NULL, PRIMARY KEY (chain, seq))`,
-	}
-	for _, t := range []string{"audit_students", "disclosures", "disclosure_events"} {
-		stmts = append(stmts,
-			"CREATE TRIGGER IF NOT EXISTS ix."+t+"_no_update BEFORE UPDATE ON "+t+" BEGIN "+refuse+"; END",
-			"CREATE TRIGGER IF NOT EXISTS ix."+t+"_no_delete BEFORE DELETE ON "+t+" BEGIN "+refuse+"; END")
-	}
+	stmts := append([]string{`CREATE TABLE IF NOT EXISTS ix.index_moves (source TEXT PRIMARY KEY, moved_at TEXT NOT NULL)`}, indexFileDDL()...)
 	tx, err := ix.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: set up the index file: %w", err)
@@ -161,6 +144,36 @@ func setupIndexFile(ctx context.Context, ix *sql.DB) error {
 		return fmt.Errorf("sqlstore: set up the index file: %w", err)
 	}
 	return nil
+}
+
+// ddlObject reads what a migration statement creates: its kind, its name and, for an
+// index or a trigger, its table.
+var ddlObject = regexp.MustCompile(`(?s)^CREATE (TABLE|INDEX|TRIGGER) (\w+)(?:.*? ON (\w+))?`)
+
+// indexFileDDL is the SQLite DDL of the index tables, their indexes and their
+// append-only triggers, taken from the migrations and moved into ix.
+func indexFileDDL() []string {
+	d := sqliteDialect{}
+	keep := map[string]bool{}
+	for _, t := range indexTables {
+		keep[t] = true
+	}
+	var out []string
+	for _, q := range slices.Concat(migration1(d), migration2(d), migrationAuditIndex(d)) {
+		m := ddlObject.FindStringSubmatch(q)
+		if m == nil {
+			continue
+		}
+		table := m[3]
+		if m[1] == "TABLE" {
+			table = m[2]
+		}
+		if !keep[table] || strings.Contains(q, "FROM users") {
+			continue // not an index table, or the purged-student exception (below)
+		}
+		out = append(out, d.ddl(strings.Replace(q, "CREATE "+m[1]+" "+m[2], "CREATE "+m[1]+" IF NOT EXISTS ix."+m[2], 1)))
+	}
+	return append(out, "CREATE TRIGGER IF NOT EXISTS ix.disclosures_no_delete BEFORE DELETE ON disclosures BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END")
 }
 
 // pairIndexFile makes sure that the SQLite index file beside path was derived from
