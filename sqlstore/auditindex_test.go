@@ -24,13 +24,14 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, eng engine) {
 		o := eng.fresh(t)
 		o.Vault = newVault(t)
-		o.IndexInterval = -1 // flushes only: the invariant below reads the watermark and the rows apart
+		o.IndexInterval = -1 // runs only when the test asks: the invariant below reads the watermark and the rows apart
 		a := open(t, withChain(o, "a"))
 		if err := T.Load(ctx, a); err != nil {
 			t.Fatal(err)
 		}
 		b := open(t, withChain(o, "b"))
 		const n = 40
+		trailing := 0 // checks that saw a watermark part-way: the invariant was tested on rows, not on none
 		for i := 1; i <= n; i++ {
 			ev := audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "study", Action: "read", Outcome: audit.OK, LegalBasis: "studies", Purpose: "research",
 				ResourceType: "user", RequestID: fmt.Sprint("r", i), Students: []string{T.Minor, fmt.Sprintf("s%02d", i)}}
@@ -44,9 +45,17 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 			if err := st.Audit(ctx, ev); err != nil {
 				t.Fatal(err)
 			}
+			if i%5 == 0 && i <= 30 { // a run of the writer's own chain; none after 30, so both trail at the flush
+				if err := st.IndexStep(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
 			// The invariant, unflushed: rows for exactly the events up to the watermark.
 			for _, chain := range []string{"a", "b"} {
 				w := count(t, a, "SELECT COALESCE(MAX(seq), 0) FROM ix.audit_indexed WHERE chain = ?", chain)
+				if head := count(t, a, "SELECT COALESCE(MAX(seq), 0) FROM audit_events WHERE chain = ?", chain); w > 0 && w < head {
+					trailing++
+				}
 				rows := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ?", chain)
 				want := count(t, a, "SELECT COUNT(*) FROM audit_events WHERE chain = ? AND seq <= ? AND body LIKE '%\"students\":%'", chain, w) * 2
 				if rows != want {
@@ -56,6 +65,9 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 					t.Fatalf("chain %s: %d index rows beyond the watermark", chain, extra)
 				}
 			}
+		}
+		if trailing < 10 {
+			t.Fatalf("the watermark was part-way through a chain in %d checks, want at least 10", trailing)
 		}
 		// A flush by a: both chains indexed, b's included.
 		ds, err := a.Disclosures(ctx, T.Minor, 100, 0)
@@ -273,11 +285,7 @@ func TestIndexMovesToItsSchema(t *testing.T) {
 		s.Close()
 		if s.Engine() == "sqlite" {
 			db.Close()
-			for _, suffix := range []string{"", "-wal", "-shm"} {
-				if err := os.Remove(sqlstore.IndexPath(o.Path) + suffix); err != nil && !os.IsNotExist(err) {
-					t.Fatal(err)
-				}
-			}
+			removeSQLite(t, sqlstore.IndexPath(o.Path))
 		}
 		s = open(t, o)
 		for tbl, n := range want {
@@ -330,11 +338,7 @@ func TestLostIndexFileIsRebuilt(t *testing.T) {
 	}
 	b.Close()
 	a.Close()
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Remove(sqlstore.IndexPath(o.Path) + suffix); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-	}
+	removeSQLite(t, sqlstore.IndexPath(o.Path))
 	a = open(t, o)
 	if err := a.FlushAuditIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -356,8 +360,8 @@ func TestLostIndexFileIsRebuilt(t *testing.T) {
 func TestIndexFileMustMatchItsDatabase(t *testing.T) {
 	copyFiles := func(t *testing.T, from, to string) {
 		t.Helper()
-		for _, suffix := range []string{"", "-wal", "-shm"} {
-			os.Remove(to + suffix)
+		removeSQLite(t, to)
+		for _, suffix := range sqliteFiles {
 			b, err := os.ReadFile(from + suffix)
 			if os.IsNotExist(err) {
 				continue
@@ -407,9 +411,7 @@ func TestIndexFileMustMatchItsDatabase(t *testing.T) {
 		s := open(t, o)
 		disclose(t, s, 5, "s1")
 		s.Close()
-		for _, suffix := range []string{"", "-wal", "-shm"} {
-			os.Remove(o.Path + suffix)
-		}
+		removeSQLite(t, o.Path)
 		s = open(t, o)
 		disclose(t, s, 3, "s2")
 		check(t, s, map[string]int{"s1": 0, "s2": 3})
@@ -445,4 +447,17 @@ func TestIndexFileMustMatchItsDatabase(t *testing.T) {
 		s = open(t, o)
 		check(t, s, map[string]int{"s1": 2, "s3": 3})
 	})
+}
+
+// sqliteFiles are the suffixes of a SQLite database's files in WAL mode.
+var sqliteFiles = []string{"", "-wal", "-shm"}
+
+// removeSQLite deletes the SQLite database at path with its WAL and shared memory.
+func removeSQLite(t *testing.T, path string) {
+	t.Helper()
+	for _, suffix := range sqliteFiles {
+		if err := os.Remove(path + suffix); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
 }
