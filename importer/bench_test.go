@@ -61,10 +61,16 @@ func BenchmarkImport(b *testing.B) {
 		}
 		raw += time.Since(t0)
 	}
+	reportImport(b, rows, imp, raw, "raw")
+}
+
+// reportImport reports the import's rows/s beside its baseline's (named base: "raw"
+// rows/s and import/raw), over b.N runs of rows each.
+func reportImport(b *testing.B, rows int, imp, base time.Duration, name string) {
 	total := float64(rows * b.N)
 	b.ReportMetric(total/imp.Seconds(), "import-rows/s")
-	b.ReportMetric(total/raw.Seconds(), "raw-rows/s")
-	b.ReportMetric(raw.Seconds()/imp.Seconds(), "import/raw")
+	b.ReportMetric(total/base.Seconds(), name+"-rows/s")
+	b.ReportMetric(base.Seconds()/imp.Seconds(), "import/"+name)
 	b.ReportMetric(float64(rows), "rows")
 }
 
@@ -134,9 +140,5 @@ func BenchmarkImportPostgres(b *testing.B) {
 		}
 		raw += time.Since(t0)
 	}
-	total := float64(rows * b.N)
-	b.ReportMetric(total/imp.Seconds(), "import-rows/s")
-	b.ReportMetric(total/raw.Seconds(), "copy-rows/s")
-	b.ReportMetric(raw.Seconds()/imp.Seconds(), "import/copy")
-	b.ReportMetric(float64(rows), "rows")
+	reportImport(b, rows, imp, raw, "copy")
 }

@@ -111,18 +111,15 @@ func (s *Store) readTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		// cancellations pass through unchanged.
 		return unavailable("read", err)
 	}
-	return ifErr(unavailable, "commit read", tx.Commit())
+	return unavailable("commit read", tx.Commit())
 }
 
-// ifErr applies wrap to err unless it is nil.
-func ifErr(wrap func(string, error) error, what string, err error) error {
+// unavailable is err as the database not answering (503): nil stays nil, and
+// cancellations and records.Errors pass through unchanged.
+func unavailable(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return wrap(what, err)
-}
-
-func unavailable(what string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

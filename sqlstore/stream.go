@@ -460,7 +460,7 @@ func (s *Store) stableUpTo(ctx context.Context, after int64, scan int) (int64, b
 		}
 		upTo = id
 	}
-	return upTo, n == scan, ifErr(unavailable, "change log", rows.Err())
+	return upTo, n == scan, unavailable("change log", rows.Err())
 }
 
 // ChangesAfter returns up to limit changes with id > after, in id order, never
@@ -483,7 +483,7 @@ func (s *Store) ChangesAfter(ctx context.Context, after int64, limit int) ([]Cha
 		}
 		out = append(out, c)
 	}
-	return out, ifErr(unavailable, "changes", rows.Err())
+	return out, unavailable("changes", rows.Err())
 }
 
 // FeedEntity is one entity of a change feed with the caller's authorization: Rows
