@@ -30,7 +30,7 @@ import (
 // index rows for 30 students land on 30 scattered pages of two student-keyed
 // indexes, which at district scale made the index most of the cost of every audited
 // read, and, once it was moved behind the trail but still run by the committer, a
-// stall of 100-400 ms every second for every request waiting on that batch
+// stall of 80-400 ms every second for every request waiting on that batch
 // (docs/audit.md, "The student index is written behind the trail").
 //
 // The tables live in their own schema, ix: on SQLite a file of its own beside the
