@@ -153,7 +153,6 @@ type reqCtx struct {
 	scope   *authz.Scope
 	event   audit.Event
 	audited bool
-	status  int
 }
 
 type route struct {

@@ -92,8 +92,6 @@ func newRowDecoder(fi *fileInfo, mode string, h *header, probs *problems) *rowDe
 	return d
 }
 
-func (d *rowDecoder) line() int { return d.loc.line }
-
 // problem reports a problem with spec column j of the current record (-1: the row).
 func (d *rowDecoder) problem(j int, format string, args ...any) {
 	d.failed = true

@@ -378,8 +378,16 @@ type indexCopy struct {
 	events     []memEvent
 }
 
-func newIndexer(s *Store, chain string, runRows int, interval time.Duration) *indexer {
-	return &indexer{s: s, chain: chain, runRows: runRows, interval: interval, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+// newIndexer prepares the indexer's inserts on Store.ix; register and start follow.
+func newIndexer(ctx context.Context, s *Store, chain string, runRows int, interval time.Duration) (*indexer, error) {
+	ix := &indexer{s: s, chain: chain, runRows: runRows, interval: interval, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	ix.stmts = newStmtCache(s.ix, 8)
+	ix.stmts.fixed = true // Store.ix has one connection, held by the run's transaction
+	if err := ix.stmts.prepare(ctx, s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudentsMany), s.d.rebind(insertDisclosureEntry),
+		s.d.rebind(insertDisclosureEntriesMny), s.d.rebind(insertDisclosureEvent), s.d.rebind(insertDisclosureEventsMany)); err != nil {
+		return nil, fmt.Errorf("sqlstore: prepare the audit index's statements: %w", err)
+	}
+	return ix, nil
 }
 
 // register enters this chain, and every chain of the trail that has no watermark
@@ -388,12 +396,6 @@ func newIndexer(s *Store, chain string, runRows int, interval time.Duration) *in
 // skipping from one to the next in the trail's primary key.
 func (ix *indexer) register(ctx context.Context) error {
 	s := ix.s
-	ix.stmts = newStmtCache(s.ix, 8)
-	ix.stmts.fixed = true // Store.ix has one connection, held by the run's transaction
-	if err := ix.stmts.prepare(ctx, s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudentsMany), s.d.rebind(insertDisclosureEntry),
-		s.d.rebind(insertDisclosureEntriesMny), s.d.rebind(insertDisclosureEvent), s.d.rebind(insertDisclosureEventsMany)); err != nil {
-		return fmt.Errorf("sqlstore: prepare the audit index's statements: %w", err)
-	}
 	var src rowQuerier = s.r // SQLite: the trail is in the other file
 	if s.d.name() == "postgres" {
 		src = s.ix // the primary (the readers may be a replica)

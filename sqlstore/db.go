@@ -151,7 +151,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if interval == 0 {
 		interval = indexInterval
 	}
-	s.idx = newIndexer(s, o.Chain, s.audit.indexRunRows, interval)
+	if s.idx, err = newIndexer(ctx, s, o.Chain, s.audit.indexRunRows, interval); err != nil {
+		s.stopWALCheckpoints()
+		s.closeDBs()
+		return nil, err
+	}
 	if err := s.idx.register(ctx); err != nil {
 		s.stopWALCheckpoints()
 		s.closeDBs()
