@@ -10,7 +10,7 @@
 // describe (see sqlstore's committer); this package holds no I/O of its own.
 //
 // Events never carry sensitive values: ids, field names, actions and outcomes only.
-// audit imports nothing from registrar.
+// audit imports nothing from registrar but internal/jsonenc, a leaf package.
 package audit
 
 import (
@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"registrar/internal/jsonenc"
 )
 
 // Principal kinds.
@@ -74,16 +76,20 @@ type Event struct {
 
 // Canonical returns the event's canonical encoding: JSON with fields in the fixed
 // order of the struct, time in UTC with nanoseconds, no insignificant white space.
+// It is byte for byte what encoding/json writes for the struct with
+// SetEscapeHTML(false) (audit_test.go checks it, by fuzzing among other things): the
+// trail's events were hashed as encoding/json wrote them before this encoder existed.
 func (e *Event) Canonical() []byte {
-	c := *e
-	c.Time = c.Time.UTC()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&c); err != nil {
-		panic("audit: event does not encode: " + err.Error()) // only plain types: cannot happen
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return append(e.appendOpen(make([]byte, 0, 256+len(e.Chain))), '}')
+}
+
+// appendOpen appends the canonical encoding without its closing brace.
+func (e *Event) appendOpen(b []byte) []byte {
+	b = append(b, `{"chain":`...)
+	b = jsonenc.AppendString(b, e.Chain)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	return e.appendTail(append(b, ','))
 }
 
 // CanonicalTail is the event's canonical encoding without its chain and sequence
@@ -91,22 +97,74 @@ func (e *Event) Canonical() []byte {
 // the event with that chain and number. Callers encode the tail where they run in
 // parallel and leave only the splice to the one goroutine that numbers the chain.
 func (e *Event) CanonicalTail() []byte {
-	c := *e
-	c.Chain, c.Seq = "", 0
-	return bytes.TrimPrefix(c.Canonical(), []byte(`{"chain":"","seq":0,`))
+	return append(e.appendTail(make([]byte, 0, 256)), '}')
+}
+
+// appendTail appends the canonical encoding from "time" to the last field, without
+// the closing brace (Entry and LogView add theirs).
+func (e *Event) appendTail(b []byte) []byte {
+	t := e.Time.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		// encoding/json refuses such a time too; events are stamped by the store.
+		panic("audit: event does not encode: year outside of range [0,9999]")
+	}
+	b = append(b, `"time":"`...)
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	b = appendField(b, "principalKind", e.PrincipalKind, false)
+	b = appendField(b, "principalId", e.PrincipalID, false)
+	b = appendField(b, "clientId", e.ClientID, true)
+	b = appendField(b, "onBehalfOf", e.OnBehalfOf, true)
+	b = appendField(b, "action", e.Action, false)
+	b = appendField(b, "route", e.Route, true)
+	b = appendField(b, "resourceType", e.ResourceType, true)
+	b = appendField(b, "resourceId", e.ResourceID, true)
+	if len(e.Students) > 0 {
+		b = append(b, `,"students":`...)
+		b = jsonenc.AppendStrings(b, e.Students)
+	}
+	if len(e.Fields) > 0 {
+		b = append(b, `,"fields":`...)
+		b = jsonenc.AppendStrings(b, e.Fields)
+	}
+	if e.Count != 0 {
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, int64(e.Count), 10)
+	}
+	b = appendField(b, "legalBasis", e.LegalBasis, true)
+	b = appendField(b, "purpose", e.Purpose, true)
+	if e.Disclosed {
+		b = append(b, `,"disclosed":true`...)
+	}
+	if e.DisclosureRequired {
+		b = append(b, `,"disclosureRequired":true`...)
+	}
+	b = appendField(b, "outcome", e.Outcome, false)
+	if e.Status != 0 {
+		b = append(b, `,"status":`...)
+		b = strconv.AppendInt(b, int64(e.Status), 10)
+	}
+	b = appendField(b, "requestId", e.RequestID, true)
+	b = appendField(b, "source", e.Source, true)
+	return appendField(b, "detail", e.Detail, true)
+}
+
+// appendField appends `,"key":"v"`, or nothing when v is empty and omitEmpty.
+func appendField(b []byte, key, v string, omitEmpty bool) []byte {
+	if v == "" && omitEmpty {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':')
+	return jsonenc.AppendString(b, v)
 }
 
 // ChainPrefix is the start of the canonical encoding of every event of chain, up to
 // its sequence number: encoded once per chain, not once per event.
 func ChainPrefix(chain string) []byte {
-	var buf bytes.Buffer
-	buf.WriteString(`{"chain":`)
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(chain)       // a string: cannot fail
-	buf.Truncate(buf.Len() - 1) // Encode's newline
-	buf.WriteString(`,"seq":`)
-	return buf.Bytes()
+	b := append([]byte(`{"chain":`), jsonenc.AppendString(nil, chain)...)
+	return append(b, `,"seq":`...)
 }
 
 // Splice returns the canonical encoding of the event numbered seq, of the chain

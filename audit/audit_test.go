@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,118 @@ func TestSpliceEqualsCanonical(t *testing.T) {
 					t.Fatalf("event %d in %q at %d:\n got %s\nwant %s", i, chain, seq, got, want.Canonical())
 				}
 			}
+		}
+	}
+}
+
+// referenceCanonical is the definition Canonical must meet: encoding/json's encoding
+// of the event with its time in UTC and SetEscapeHTML(false), the newline trimmed
+// (what Canonical ran before it had an encoder of its own).
+func referenceCanonical(t testing.TB, e audit.Event) string {
+	e.Time = e.Time.UTC()
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&e); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(buf.String(), "\n")
+}
+
+// TestCanonicalIsEncodingJSON: every field, empty and set, odd strings and times.
+func TestCanonicalIsEncodingJSON(t *testing.T) {
+	odd := "q\" b\\ <&> \b\f\n\r\t \x00\x1f\x7f é 名 🙂 \u2028\u2029 \xff\xe2\x82"
+	full := audit.Event{Chain: odd, Seq: 1 << 50, Time: time.Date(2026, 2, 3, 4, 5, 6, 7, time.FixedZone("x", -5*3600)), PrincipalKind: odd,
+		PrincipalID: odd, ClientID: odd, OnBehalfOf: odd, Action: odd, Route: odd, ResourceType: odd, ResourceID: odd,
+		Students: []string{odd, "", "s"}, Fields: []string{"a", odd}, Count: -3, LegalBasis: odd, Purpose: odd, Disclosed: true,
+		DisclosureRequired: true, Outcome: odd, Status: 599, RequestID: odd, Source: odd, Detail: odd}
+	events := []audit.Event{{}, full,
+		{Seq: -1, Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), Students: []string{}, Fields: []string{}, Count: 1},
+		{Time: time.Date(2026, 1, 1, 0, 0, 0, 120000000, time.Local), Students: []string{""}, Disclosed: true, Outcome: audit.OK}}
+	for i, e := range events {
+		if got, want := string(e.Canonical()), referenceCanonical(t, e); got != want {
+			t.Errorf("event %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+func FuzzCanonicalIsEncodingJSON(f *testing.F) {
+	f.Add("inst", int64(7), int64(1764400000123456789), "client", "id", "read", "s1", "givenName", 2, true, false, "ok", 200, "detail \u2028")
+	f.Add("", int64(0), int64(0), "", "", "", "", "", 0, false, true, "", 0, "\xff")
+	f.Fuzz(func(t *testing.T, chain string, seq, nanos int64, kind, id, action, student, field string, count int, disclosed, required bool, outcome string, status int, detail string) {
+		tm := time.Unix(0, nanos)
+		if y := tm.UTC().Year(); y < 0 || y > 9999 {
+			return // encoding/json refuses these times too
+		}
+		e := audit.Event{Chain: chain, Seq: seq, Time: tm, PrincipalKind: kind, PrincipalID: id, ClientID: id, OnBehalfOf: detail,
+			Action: action, Route: detail, ResourceType: field, ResourceID: student, Count: count, LegalBasis: detail, Purpose: kind,
+			Disclosed: disclosed, DisclosureRequired: required, Outcome: outcome, Status: status, RequestID: id, Source: chain, Detail: detail}
+		if student != "" {
+			e.Students = []string{student, id}
+		}
+		if field != "" {
+			e.Fields = []string{field}
+		}
+		if got, want := string(e.Canonical()), referenceCanonical(t, e); got != want {
+			t.Errorf("\n got %s\nwant %s", got, want)
+		}
+		if got, want := string(audit.Splice(audit.ChainPrefix(chain), seq, e.CanonicalTail())), referenceCanonical(t, e); got != want {
+			t.Errorf("spliced:\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+// plainEntry and plainLogView are Entry and LogView without their MarshalJSON: what
+// encoding/json makes of the structs is what the methods must write.
+type plainEntry struct {
+	audit.Event
+	Prev string `json:"prev,omitempty"`
+	Hash string `json:"hash"`
+}
+
+type plainLogView struct {
+	plainEntry
+	StudentsOmitted int `json:"studentsOmitted,omitempty"`
+}
+
+// TestEntryAndLogViewAreEncodingJSON: exports keep the form encoding/json gave them,
+// and the log stream's lines the same values, time in UTC.
+func TestEntryAndLogViewAreEncodingJSON(t *testing.T) {
+	many := make([]string, audit.MaxLoggedStudents+7)
+	for i := range many {
+		many[i] = fmt.Sprintf("s-%d", i)
+	}
+	for i, e := range []audit.Event{{}, {Chain: "c\"<", Seq: 9, Time: time.Date(2026, 5, 6, 7, 8, 9, 10, time.FixedZone("y", 7200)), PrincipalID: "p",
+		Students: many, Fields: []string{"f"}, Disclosed: true, Outcome: audit.OK, Status: 200, Detail: "\u2028\xff"}} {
+		for _, prev := range []string{"", "00ff"} {
+			entry := audit.Entry{Event: e, Prev: prev, Hash: "abcd"}
+			utc := e
+			utc.Time = utc.Time.UTC()
+			got, err := json.Marshal(entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(plainEntry{utc, prev, "abcd"})
+			if string(got) != string(want) {
+				t.Errorf("entry %d/%q:\n got %s\nwant %s", i, prev, got, want)
+			}
+		}
+		v := audit.NewLogView(e, []byte{0xab, 0xcd})
+		var line strings.Builder
+		slog.New(slog.NewJSONHandler(&line, nil)).Info(audit.LogEvent, "event", v)
+		var logged struct{ Event map[string]any }
+		if err := json.Unmarshal([]byte(line.String()), &logged); err != nil {
+			t.Fatal(err)
+		}
+		utc := v.Event
+		utc.Time = utc.Time.UTC()
+		plain, _ := json.Marshal(plainLogView{plainEntry{utc, "", "abcd"}, v.StudentsOmitted})
+		var wantMap map[string]any
+		if err := json.Unmarshal(plain, &wantMap); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fmt.Sprint(logged.Event), fmt.Sprint(wantMap); got != want {
+			t.Errorf("log view %d:\n got %s\nwant %s\nline %s", i, got, want, line.String())
 		}
 	}
 }

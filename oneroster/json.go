@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"registrar/internal/jsonenc"
 	"registrar/records"
 )
 
@@ -59,7 +60,7 @@ func (enc Encoder) AppendObject(b []byte, e *records.Entity, obj records.Object,
 			b = append(b, ',')
 		}
 		first = false
-		b = appendString(b, f.Name)
+		b = jsonenc.AppendString(b, f.Name)
 		b = append(b, ':')
 		b = enc.appendValue(b, f, v)
 	}
@@ -78,11 +79,11 @@ func contains(l []string, s string) bool {
 func (enc Encoder) appendRef(b []byte, target, id string) []byte {
 	te, _ := records.EntityNamed(target)
 	b = append(b, `{"href":`...)
-	b = appendString(b, Href(enc.Base, te, id))
+	b = jsonenc.AppendString(b, Href(enc.Base, te, id))
 	b = append(b, `,"sourcedId":`...)
-	b = appendString(b, id)
+	b = jsonenc.AppendString(b, id)
 	b = append(b, `,"type":`...)
-	b = appendString(b, te.Name)
+	b = jsonenc.AppendString(b, te.Name)
 	return append(b, '}')
 }
 
@@ -108,7 +109,7 @@ func (enc Encoder) appendValue(b []byte, f *records.Field, v any) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, s)
+			b = jsonenc.AppendString(b, s)
 		}
 		return append(b, ']')
 	case records.KJSON:
@@ -120,29 +121,29 @@ func (enc Encoder) appendValue(b []byte, f *records.Field, v any) []byte {
 				b = append(b, ',')
 			}
 			b = append(b, `{"roleType":`...)
-			b = appendString(b, r.RoleType)
+			b = jsonenc.AppendString(b, r.RoleType)
 			b = append(b, `,"role":`...)
-			b = appendString(b, r.Role)
+			b = jsonenc.AppendString(b, r.Role)
 			b = append(b, `,"org":`...)
 			b = enc.appendRef(b, "org", r.Org)
 			if r.UserProfile != "" {
 				b = append(b, `,"userProfile":`...)
-				b = appendString(b, r.UserProfile)
+				b = jsonenc.AppendString(b, r.UserProfile)
 			}
 			if r.BeginDate != "" {
 				b = append(b, `,"beginDate":`...)
-				b = appendString(b, r.BeginDate)
+				b = jsonenc.AppendString(b, r.BeginDate)
 			}
 			if r.EndDate != "" {
 				b = append(b, `,"endDate":`...)
-				b = appendString(b, r.EndDate)
+				b = jsonenc.AppendString(b, r.EndDate)
 			}
 			b = append(b, '}')
 		}
 		return append(b, ']')
 	}
 	s, _ := v.(string)
-	return appendString(b, s)
+	return jsonenc.AppendString(b, s)
 }
 
 func appendFloat(b []byte, x float64) []byte {
@@ -150,55 +151,6 @@ func appendFloat(b []byte, x float64) []byte {
 		return append(b, "null"...)
 	}
 	return strconv.AppendFloat(b, x, 'g', -1, 64)
-}
-
-// appendString appends s as a JSON string.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', "0123456789abcdef"[r&15])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // Decode parses one object of entity e from a request body, strictly: unknown
