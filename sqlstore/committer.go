@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +82,7 @@ type committer struct {
 	// them: handed to the indexer once committed (auditindex.go).
 	batchPrev int64
 	batchEvs  []memEvent
+	rows      []any // the batch's appended events not yet written: auditCols values each (writeRows)
 
 	version      int64 // SQLite's data_version at the last batch (othersWrote)
 	versionKnown bool
@@ -90,14 +93,35 @@ type committer struct {
 	logDone chan struct{}
 }
 
-const insertAuditEvent = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+// insertAuditEvents[k] appends 2^k events in one statement. A batch's events are
+// held until its commit (or the next write's own statements) and written in as few
+// statements as the binary digits of their count: per statement, the driver's and
+// the VM's set-up is paid once instead of per event.
+var insertAuditEvents = func() []string {
+	const row = "(?, ?, ?, ?, ?, ?, ?, ?)"
+	out := make([]string, auditRowsLog2+1)
+	for k := range out {
+		out[k] = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES " +
+			strings.TrimSuffix(strings.Repeat(row+", ", 1<<k), ", ")
+	}
+	return out
+}()
+
+// auditRowsLog2: the largest append statement writes 2^6 = 64 events (512 parameters).
+const (
+	auditRowsLog2 = 6
+	auditCols     = 8
+)
 
 func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
 	c := &committer{s: s, chain: chain, prefix: audit.ChainPrefix(chain), reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
 	if err := c.loadHead(ctx); err != nil {
 		return nil, err
 	}
-	stmts := []string{s.d.rebind(insertAuditEvent)}
+	var stmts []string
+	for _, q := range insertAuditEvents {
+		stmts = append(stmts, s.d.rebind(q))
+	}
 	if s.d.name() == "sqlite" {
 		stmts = append(stmts, dataVersion)
 	}
@@ -292,6 +316,8 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 			// Nothing was committed: the head stays where it was, and the next batch
 			// reads it again (it may have been read in this one).
 			c.seq, c.head, c.versionKnown = seq, head, false
+			clear(c.rows)
+			c.rows = c.rows[:0]
 			c.s.log.Error("commit failed", "err", err, "batch", len(batch))
 			err = &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
 		}
@@ -325,6 +351,10 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 		}
 		t := &Tx{s: c.s, tx: tx, conn: conn, now: now, events: append([]audit.Event(nil), r.events...)}
 		if r.fn != nil {
+			// A write's statements see the events appended before it.
+			if err := c.writeRows(ctx, tx); err != nil {
+				return err
+			}
 			if !single {
 				if _, err := tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
 					return fmt.Errorf("savepoint: %w", err)
@@ -360,6 +390,9 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 		}
 		hooks = append(hooks, t.onCommit...)
 	}
+	if err := c.writeRows(ctx, tx); err != nil {
+		return err
+	}
 	if err := c.maybeCheckpoint(ctx, tx, now); err != nil {
 		return err
 	}
@@ -384,6 +417,7 @@ func (c *committer) safeCall(r *commitReq, t *Tx) (err error) {
 
 // append numbers e in the chain and writes it. tail is e's canonical tail when the
 // caller encoded it (Write), nil for events added inside the transaction.
+// The row is written by writeRows, at the latest before the batch commits.
 func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now time.Time, tail []byte) error {
 	if c.s.audit.off {
 		return nil
@@ -399,9 +433,11 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 	}
 	body := audit.Splice(c.prefix, c.seq, tail)
 	hash := audit.Link(c.head, body)
-	if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertAuditEvent),
-		c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash); err != nil {
-		return fmt.Errorf("append audit event: %w", err)
+	c.rows = append(c.rows, c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash)
+	if len(c.rows) == auditCols<<auditRowsLog2 {
+		if err := c.writeRows(ctx, tx); err != nil {
+			return err
+		}
 	}
 	// The student index and the record of disclosures follow behind (auditindex.go).
 	if len(e.Students) > 0 {
@@ -409,5 +445,20 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 	}
 	c.head = hash
 	c.appended(e, hash)
+	return nil
+}
+
+// writeRows writes the appended events not yet written, largest statements first.
+func (c *committer) writeRows(ctx context.Context, tx *sql.Tx) error {
+	rows := c.rows
+	defer func() { clear(c.rows); c.rows = c.rows[:0] }()
+	for len(rows) > 0 {
+		k := min(bits.Len(uint(len(rows)/auditCols))-1, auditRowsLog2)
+		width := auditCols << k
+		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertAuditEvents[k]), rows[:width]...); err != nil {
+			return fmt.Errorf("append audit events: %w", err)
+		}
+		rows = rows[width:]
+	}
 	return nil
 }
