@@ -76,7 +76,9 @@ type committer struct {
 	closed bool
 	wg     sync.WaitGroup
 
-	maxBatch int
+	maxBatch  int
+	delay     time.Duration // Options.CommitDelay
+	lastBatch int           // the size of the batch before
 
 	// The batch in hand's events that name students, and the chain's head before
 	// them: handed to the indexer once committed (auditindex.go).
@@ -113,8 +115,8 @@ const (
 	auditCols     = 8
 )
 
-func newCommitter(ctx context.Context, s *Store, chain string) (*committer, error) {
-	c := &committer{s: s, chain: chain, prefix: audit.ChainPrefix(chain), reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256}
+func newCommitter(ctx context.Context, s *Store, chain string, delay time.Duration) (*committer, error) {
+	c := &committer{s: s, chain: chain, prefix: audit.ChainPrefix(chain), reqs: make(chan *commitReq, 1024), quit: make(chan struct{}), maxBatch: 256, delay: delay}
 	if err := c.loadHead(ctx); err != nil {
 		return nil, err
 	}
@@ -270,15 +272,32 @@ func (c *committer) run() {
 			}
 		case r := <-c.reqs:
 			batch = append(batch[:0], r)
+			// Under concurrent load (the last batch had company), wait up to the commit
+			// delay for more: a commit costs about the same for 1 event as for 15 (the
+			// pages it rewrites, its fsync), so fewer, fuller batches leave the CPU and
+			// the disk to the requests. A lone request is never held.
+			var wait <-chan time.Time
+			if c.delay > 0 && c.lastBatch > 1 {
+				wait = time.After(c.delay)
+			}
 		fill:
 			for len(batch) < c.maxBatch {
 				select {
 				case r := <-c.reqs:
 					batch = append(batch, r)
 				default:
-					break fill
+					if wait == nil {
+						break fill
+					}
+					select {
+					case r := <-c.reqs:
+						batch = append(batch, r)
+					case <-wait:
+						break fill
+					}
 				}
 			}
+			c.lastBatch = len(batch)
 			c.runBatch(batch)
 		}
 	}

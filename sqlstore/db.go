@@ -100,7 +100,17 @@ type Options struct {
 	// IndexInterval is how often the indexer writes the trail's tail (default 2s; a
 	// negative interval leaves it to flushes: tests).
 	IndexInterval time.Duration
+	// CommitDelay is how long the committer waits for more requests before it
+	// commits a batch, when the batch before had more than one (default 500µs; a
+	// negative delay never waits). See docs/architecture.md, "Group commit".
+	CommitDelay time.Duration
 }
+
+// indexCacheKiB is the indexer's page cache for the index file.
+const indexCacheKiB = 32 << 10
+
+// DefaultCommitDelay is Options.CommitDelay's default.
+const DefaultCommitDelay = 500 * time.Microsecond
 
 // Open opens (creating if needed) the database, applies migrations and starts the
 // committer. Close stops it.
@@ -161,7 +171,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.closeDBs()
 		return nil, err
 	}
-	if s.commit, err = newCommitter(ctx, s, o.Chain); err != nil {
+	delay := o.CommitDelay
+	switch {
+	case delay == 0:
+		delay = DefaultCommitDelay
+	case delay < 0:
+		delay = 0
+	}
+	if s.commit, err = newCommitter(ctx, s, o.Chain, delay); err != nil {
 		s.stopWALCheckpoints()
 		s.closeDBs()
 		return nil, err
@@ -250,7 +267,10 @@ func openSQLite(ctx context.Context, path string, readers int, log *slog.Logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ix = sql.OpenDB(attachIndex{base: ixc, path: IndexPath(path), after: []string{"PRAGMA ix.journal_mode=WAL", "PRAGMA ix.synchronous=NORMAL"}})
+	ix = sql.OpenDB(attachIndex{base: ixc, path: IndexPath(path), after: []string{"PRAGMA ix.journal_mode=WAL", "PRAGMA ix.synchronous=NORMAL",
+		// A run dirties pages all over the student-keyed indexes: with SQLite's default
+		// 2 MiB cache they spill to the WAL mid-run and are written again at commit.
+		fmt.Sprintf("PRAGMA ix.cache_size = -%d", indexCacheKiB)}})
 	ix.SetMaxOpenConns(1)
 	ix.SetMaxIdleConns(1)
 	ix.SetConnMaxLifetime(0)
