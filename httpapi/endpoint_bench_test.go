@@ -65,6 +65,7 @@ func benchEndpoints(b *testing.B, o sqlstore.Options, driver, dsn string, startB
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	o.Chain, o.Vault, o.Logger, o.NoAuditForBenchmarks = "bench", v, log, os.Getenv("REGISTRAR_BENCH_NO_AUDIT") != ""
+	o.IndexInterval = -1 // runs in registrar's turns only (measureEndpoints)
 	st, err := sqlstore.Open(ctx, o)
 	if err != nil {
 		b.Fatal(err)
@@ -104,24 +105,33 @@ func benchEndpoints(b *testing.B, o sqlstore.Options, driver, dsn string, startB
 		b.Fatal(err)
 	}
 	defer db.Close()
-	// Every registrar round ends when the work its reads left behind is done too: the
-	// indexer's rows and the log-stream copy, so none of it runs on the baseline's time.
-	settle := func() {
-		if err := st.FlushAuditIndex(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if err := st.FlushLog(ctx); err != nil {
-			b.Fatal(err)
+	// The work registrar's reads leave behind (the indexer's rows, the log-stream
+	// copy) runs in registrar's turns only: each turn starts the indexer on what the
+	// turn before left, beside its own requests as the periodic runs of `registrar
+	// serve` do (the bench turns those off: o.IndexInterval), and ends when that run
+	// and the log copy are done.
+	turn := func() (wait func()) {
+		done := make(chan error, 1)
+		go func() { done <- st.FlushAuditIndex(ctx) }()
+		return func() {
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			if err := st.FlushLog(ctx); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
-	measureEndpoints(b, db, srv.URL, tok.AccessToken, base.URL, settle)
+	measureEndpoints(b, db, srv.URL, tok.AccessToken, base.URL, turn)
 }
 
 // measureEndpoints runs issue 2's pair, registrar at regURL (with token) beside the
 // bare handler at bareURL, over ids sampled from db, each as a sub-benchmark. The two
-// take turns, endpointRounds rounds each, so that a shared machine's drift in speed
-// falls on both alike; settle runs at the end of each registrar round, on its time.
-func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string, settle func()) {
+// take turns, endpointRounds each, so that a shared machine's drift in speed falls on
+// both alike. turn starts registrar's background work at the start of each of its
+// turns and returns what waits for it at the end; the last turn also waits for the
+// work its own requests left.
+func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string, turn func() (wait func())) {
 	ctx := context.Background()
 	sample := func(q string) []string {
 		rows, err := db.QueryContext(ctx, q)
@@ -166,18 +176,20 @@ func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string, s
 			// Warm both (page cache, prepared statements, keys) before timing.
 			auditBenchLoad(b, regURL, token, rp, len(rp), workers)
 			auditBenchLoad(b, bareURL, "", p, len(p), workers)
-			settle()
+			turn()()
 			b.ResetTimer()
 			var reg, regCPU, bareT, bareCPU time.Duration
-			for r := range endpointRounds {
-				n := b.N/endpointRounds + btoi(r < b.N%endpointRounds)
-				if n == 0 {
-					continue
-				}
+			rounds := min(endpointRounds, b.N)
+			for r := range rounds {
+				n := b.N/rounds + btoi(r < b.N%rounds)
 				stop := profileRegistrar(b, ep.name, r)
 				start, cpu := time.Now(), cpuTime(b)
+				wait := turn()
 				auditBenchLoad(b, regURL, token, rp, n, workers)
-				settle()
+				wait()
+				if r == rounds-1 {
+					turn()()
+				}
 				reg, regCPU = reg+time.Since(start), regCPU+cpuTime(b)-cpu
 				stop()
 				t, c := auditBenchLoad(b, bareURL, "", p, n, workers)
