@@ -304,6 +304,12 @@ var disclosureSelect = func() string {
 	return strings.Join(cols, ", ") + " FROM ix.disclosures d LEFT JOIN ix.disclosure_events de ON de.chain = d.chain AND de.seq = d.seq"
 }()
 
+// studentIndex is the student index of student (bound twice, to the two ?): the
+// events naming them, as (chain, seq). A disclosing event's students are indexed by
+// its record-of-disclosure entries alone; ix.audit_students holds the other events'
+// (and, before 2026-11-29, disclosing events' too: UNION keeps each event once).
+const studentIndex = "(SELECT chain, seq FROM ix.audit_students WHERE student_id = ? UNION SELECT chain, seq FROM ix.disclosures WHERE student_id = ?)"
+
 // indexRows is how many rows one multi-row INSERT of the index writes.
 const indexRows = 64
 
@@ -739,9 +745,12 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 	for _, me := range evs {
 		seq, e := me.seq, &me.e
 		for _, st := range e.Students {
-			students = append(students, studentRow{seq, st})
+			// A disclosing event's entries in the record of disclosures are its rows
+			// of the student index too (studentIndex): one row per student, not two.
 			if e.Disclosed {
 				entries = append(entries, studentRow{seq, st})
+			} else {
+				students = append(students, studentRow{seq, st})
 			}
 		}
 		if e.Disclosed && len(e.Students) > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,11 @@ import (
 	"registrar/records"
 	"registrar/sqlstore"
 )
+
+// studentIndexRows is the student index as rows (chain, seq, student_id): the rows of
+// ix.audit_students for events that disclose nothing, the record-of-disclosure entries
+// for those that do (the indexer writes each pair once, in one of the two).
+const studentIndexRows = "(SELECT chain, seq, student_id FROM ix.audit_students UNION ALL SELECT chain, seq, student_id FROM ix.disclosures) x"
 
 // TestStudentIndexFollowsTheTrail: the student index and the record of disclosures
 // are written behind the trail (auditindex.go). At every moment the rows present are
@@ -58,12 +64,12 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 				if head := count(t, a, "SELECT COALESCE(MAX(seq), 0) FROM audit_events WHERE chain = ?", chain); w > 0 && w < head {
 					trailing++
 				}
-				rows := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ?", chain)
+				rows := count(t, a, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE chain = ?", chain)
 				want := count(t, a, "SELECT COUNT(*) FROM audit_events WHERE chain = ? AND seq <= ? AND body LIKE '%\"students\":%'", chain, w) * 2
 				if rows != want {
 					t.Fatalf("after event %d, chain %s: %d index rows for the events up to the watermark %d, want %d", i, chain, rows, w, want)
 				}
-				if extra := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ? AND seq > ?", chain, w); extra != 0 {
+				if extra := count(t, a, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE chain = ? AND seq > ?", chain, w); extra != 0 {
 					t.Fatalf("chain %s: %d index rows beyond the watermark", chain, extra)
 				}
 			}
@@ -83,7 +89,7 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 			t.Fatalf("newest entry: %+v", d)
 		}
 		for _, chain := range []string{"a", "b"} {
-			if got := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ?", chain); got != n {
+			if got := count(t, a, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE chain = ?", chain); got != n {
 				t.Fatalf("chain %s: %d index rows after the flush, want %d", chain, got, n)
 			}
 		}
@@ -104,7 +110,7 @@ func TestStudentIndexFollowsTheTrail(t *testing.T) {
 		if w := count(t, a, "SELECT seq FROM ix.audit_indexed WHERE chain = 'b'"); w != head {
 			t.Fatalf("chain b closed with its index at %d, head %d", w, head)
 		}
-		if got := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE student_id = ?", T.Eligible); got != 3 {
+		if got := count(t, a, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE student_id = ?", T.Eligible); got != 3 {
 			t.Fatalf("the eligible student's late events: %d index rows, want 3", got)
 		}
 	})
@@ -170,10 +176,10 @@ func TestStudentIndexWithTwoWritersOnOneChain(t *testing.T) {
 		if err != nil || rep.Disclosures != int64(disclosed) {
 			t.Fatalf("verify: %+v, %v; want %d disclosures", rep, err, disclosed)
 		}
-		if got := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE student_id = ?", T.Eligible); got != 0 {
+		if got := count(t, a, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE student_id = ?", T.Eligible); got != 0 {
 			t.Fatalf("failed writes left %d index rows", got)
 		}
-		if got, want := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = 'a' AND student_id = ?", T.Minor), 54; got != want {
+		if got, want := count(t, a, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE chain = 'a' AND student_id = ?", T.Minor), 54; got != want {
 			t.Fatalf("the minor has %d index rows, want %d (one per event naming them)", got, want)
 		}
 	})
@@ -191,7 +197,7 @@ func TestStudentIndexRunsStopShortAndCatchUp(t *testing.T) {
 		invariant := func(when string) int {
 			t.Helper()
 			w := count(t, s, "SELECT seq FROM ix.audit_indexed WHERE chain = 'a'")
-			rows := count(t, s, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = 'a'")
+			rows := count(t, s, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE chain = 'a'")
 			want := count(t, s, "SELECT COUNT(*) FROM audit_events WHERE chain = 'a' AND seq <= ? AND body LIKE '%\"students\":%'", w) * 2
 			if rows != want {
 				t.Fatalf("%s: %d index rows up to the watermark %d, want %d", when, rows, w, want)
@@ -227,7 +233,7 @@ func TestStudentIndexRunsStopShortAndCatchUp(t *testing.T) {
 		if steps < 10 {
 			t.Fatalf("%d runs for 20 events of 2 students at 3 rows a run, want at least 10", steps)
 		}
-		if rows := count(t, s, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = 'a'"); rows != 40 {
+		if rows := count(t, s, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE chain = 'a'"); rows != 40 {
 			t.Fatalf("%d index rows after the catch-up, want 40 (20 events of 2 students)", rows)
 		}
 		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); err != nil {
@@ -262,7 +268,8 @@ func TestIndexMovesToItsSchema(t *testing.T) {
 		for _, tbl := range []string{"audit_indexed", "audit_students", "disclosures", "disclosure_events"} {
 			want[tbl] = count(t, s, "SELECT COUNT(*) FROM ix."+tbl)
 		}
-		if want["audit_students"] != 24 || want["disclosures"] != 8 || want["disclosure_events"] != 4 {
+		// 24 index rows: 8 students of disclosing events, indexed by their entries alone.
+		if want["audit_students"] != 16 || want["disclosures"] != 8 || want["disclosure_events"] != 4 {
 			t.Fatalf("before the move: %v", want)
 		}
 		db := s.RawDB()
@@ -315,7 +322,7 @@ func TestIndexMovesToItsSchema(t *testing.T) {
 		if err := s.FlushAuditIndex(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got := count(t, s, "SELECT COUNT(*) FROM ix.audit_students"); got != 25 {
+		if got := count(t, s, "SELECT COUNT(*) FROM "+studentIndexRows); got != 25 {
 			t.Fatalf("%d index rows after one more event, want 25", got)
 		}
 	})
@@ -346,7 +353,7 @@ func TestLostIndexFileIsRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for chain, want := range map[string]int{"a": 10, "b": 10} {
-		if got := count(t, a, "SELECT COUNT(*) FROM ix.audit_students WHERE chain = ?", chain); got != want {
+		if got := count(t, a, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE chain = ?", chain); got != want {
 			t.Errorf("chain %s: %d index rows after the rebuild, want %d", chain, got, want)
 		}
 	}
@@ -516,4 +523,76 @@ func BenchmarkIndexRun(b *testing.B) {
 		flush += time.Since(t0)
 	}
 	b.ReportMetric(float64(flush.Microseconds())/float64(b.N*perIter*students*2), "flush-µs/row")
+}
+
+// TestDisclosureEntriesIndexTheirStudents: a disclosing event's students are in the
+// student index through its record-of-disclosure entries alone, and a student's
+// events are found through both tables, each once, also where an index written before
+// 2026-11-29 holds a disclosing event in both. Verify accepts such rows when they are
+// right and catches them when they are not.
+func TestDisclosureEntriesIndexTheirStudents(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		o := eng.fresh(t)
+		o.Vault = newVault(t)
+		s := open(t, withChain(o, "a"))
+		if err := T.Load(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		const who = "student-x"
+		for i := range 6 {
+			ev := audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "lms", Action: "read", Outcome: audit.OK, LegalBasis: "school-official",
+				Purpose: "p", ResourceType: "user", RequestID: fmt.Sprint("q", i), Students: []string{who, "other"}}
+			if i%2 == 0 {
+				ev.Disclosed, ev.Fields = true, []string{"givenName"}
+			}
+			if err := s.Audit(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.FlushAuditIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(t, s, "SELECT COUNT(*) FROM ix.audit_students WHERE student_id = ?", who); got != 3 {
+			t.Fatalf("ix.audit_students has %d rows for the student, want 3 (the events that disclosed nothing)", got)
+		}
+		if got := count(t, s, "SELECT COUNT(*) FROM ix.disclosures WHERE student_id = ?", who); got != 3 {
+			t.Fatalf("the record of disclosures has %d entries for the student, want 3", got)
+		}
+		found := func() []string {
+			t.Helper()
+			es, _, err := s.AuditEvents(ctx, sqlstore.AuditQuery{Student: who, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, e := range es {
+				ids = append(ids, e.RequestID)
+			}
+			slices.Sort(ids)
+			return ids
+		}
+		want := []string{"q0", "q1", "q2", "q3", "q4", "q5"}
+		if got := found(); !slices.Equal(got, want) {
+			t.Fatalf("the student's events: %v, want %v", got, want)
+		}
+		// An index written before: the disclosing event q0 (seq 1) in both tables.
+		db := s.RawDB()
+		if _, err := db.ExecContext(ctx, s.Rebind("INSERT INTO ix.audit_students (chain, seq, student_id) VALUES ('a', 1, ?), ('a', 1, 'other')"), who); err != nil {
+			t.Fatal(err)
+		}
+		if got := found(); !slices.Equal(got, want) {
+			t.Fatalf("with an older index's rows, the student's events: %v, want %v (each once)", got, want)
+		}
+		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); err != nil {
+			t.Fatalf("verify with an older index's rows: %v", err)
+		}
+		// A row that names someone the disclosing event q2 (seq 3) did not.
+		if _, err := db.ExecContext(ctx, "INSERT INTO ix.audit_students (chain, seq, student_id) VALUES ('a', 3, 'intruder')"); err != nil {
+			t.Fatal(err)
+		}
+		var brk *audit.Break
+		if _, err := s.Verify(ctx, sqlstore.VerifyOptions{}); !errors.As(err, &brk) || brk.Seq != 3 {
+			t.Fatalf("verify with a wrong row for a disclosing event: %v, want a break at 3", err)
+		}
+	})
 }
