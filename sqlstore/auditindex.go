@@ -322,6 +322,10 @@ var (
 	insertDisclosureEvent      = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	insertDisclosureEventsMany = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " +
 		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", indexRows), ", ")
+	// A one-student disclosure's entry, with the event's details in the row.
+	insertDisclosureFull      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	insertDisclosuresFullMany = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", indexRows), ", ")
 	moveWatermark = "INSERT INTO ix.audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"
 )
 
@@ -390,7 +394,8 @@ func newIndexer(ctx context.Context, s *Store, chain string, runRows int, interv
 	ix.stmts = newStmtCache(s.ix, 8)
 	ix.stmts.fixed = true // Store.ix has one connection, held by the run's transaction
 	if err := ix.stmts.prepare(ctx, s.d.rebind(insertAuditStudent), s.d.rebind(insertAuditStudentsMany), s.d.rebind(insertDisclosureEntry),
-		s.d.rebind(insertDisclosureEntriesMny), s.d.rebind(insertDisclosureEvent), s.d.rebind(insertDisclosureEventsMany)); err != nil {
+		s.d.rebind(insertDisclosureEntriesMny), s.d.rebind(insertDisclosureEvent), s.d.rebind(insertDisclosureEventsMany),
+		s.d.rebind(insertDisclosureFull), s.d.rebind(insertDisclosuresFullMany)); err != nil {
 		return nil, fmt.Errorf("sqlstore: prepare the audit index's statements: %w", err)
 	}
 	return ix, nil
@@ -744,12 +749,15 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 	var discl []Disclosure // one per disclosing event
 	for _, me := range evs {
 		seq, e := me.seq, &me.e
+		single := e.Disclosed && len(e.Students) == 1
 		for _, st := range e.Students {
 			// A disclosing event's entries in the record of disclosures are its rows
 			// of the student index too (studentIndex): one row per student, not two.
-			if e.Disclosed {
+			switch {
+			case single: // below: one entry that carries the event's details itself
+			case e.Disclosed:
 				entries = append(entries, studentRow{seq, st})
-			} else {
+			default:
 				students = append(students, studentRow{seq, st})
 			}
 		}
@@ -758,10 +766,18 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 			if fields == nil {
 				fields = []string{}
 			}
-			discl = append(discl, Disclosure{Time: e.Time, Chain: chain, Seq: seq, PartyKind: e.PrincipalKind, PartyID: e.PrincipalID,
-				LegalBasis: e.LegalBasis, Purpose: e.Purpose, ResourceType: e.ResourceType, Fields: fields, Required: e.DisclosureRequired, RequestID: e.RequestID})
+			d := Disclosure{Time: e.Time, Chain: chain, Seq: seq, PartyKind: e.PrincipalKind, PartyID: e.PrincipalID,
+				LegalBasis: e.LegalBasis, Purpose: e.Purpose, ResourceType: e.ResourceType, Fields: fields, Required: e.DisclosureRequired, RequestID: e.RequestID}
+			if single {
+				d.Student = e.Students[0]
+			}
+			discl = append(discl, d)
 		}
 	}
+	// A one-student disclosure (GET /students/{id}) is one full entry, the form of
+	// entries before disclosure_events existed, which disclosureSelect reads as it is:
+	// one row instead of an entry and an event row. Sorted by student, as the entries.
+	slices.SortStableFunc(discl, func(a, b Disclosure) int { return strings.Compare(a.Student, b.Student) })
 	// Sorted by student, each page of the student-keyed indexes is written once.
 	bySeq := func(a, b studentRow) int {
 		return cmp.Or(strings.Compare(a.student, b.student), cmp.Compare(a.seq, b.seq))
@@ -798,6 +814,7 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 		return fmt.Errorf("record of disclosures: %w", err)
 	}
 	args = args[:0]
+	var full []any
 	parties := map[string][2]string{}
 	for i := range discl {
 		d := &discl[i]
@@ -820,10 +837,19 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 		if d.Required {
 			required = 1
 		}
+		if d.Student != "" {
+			full = append(full, d.Student, records.FormatDateTime(d.Time), chain, d.Seq, d.PartyKind, d.PartyID, d.PartyName,
+				d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID)
+			continue
+		}
 		args = append(args, chain, d.Seq, records.FormatDateTime(d.Time), d.PartyKind, d.PartyID, d.PartyName,
 			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID)
 	}
 	if err := flush(insertDisclosureEvent, insertDisclosureEventsMany, 13); err != nil {
+		return fmt.Errorf("record of disclosures: %w", err)
+	}
+	args = full
+	if err := flush(insertDisclosureFull, insertDisclosuresFullMany, 14); err != nil {
 		return fmt.Errorf("record of disclosures: %w", err)
 	}
 	return nil

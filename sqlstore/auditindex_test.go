@@ -558,6 +558,19 @@ func TestDisclosureEntriesIndexTheirStudents(t *testing.T) {
 		if got := count(t, s, "SELECT COUNT(*) FROM ix.disclosures WHERE student_id = ?", who); got != 3 {
 			t.Fatalf("the record of disclosures has %d entries for the student, want 3", got)
 		}
+		// A one-student disclosure is one entry carrying its event's details.
+		if err := s.Audit(ctx, audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "lms", Action: "read", Outcome: audit.OK, LegalBasis: "school-official",
+			Purpose: "p", ResourceType: "user", RequestID: "solo", Students: []string{"solo-student"}, Disclosed: true, Fields: []string{"familyName"}}); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := s.Disclosures(ctx, "solo-student", 10, 0)
+		if err != nil || len(ds) != 1 || ds[0].RequestID != "solo" || ds[0].PartyID != "lms" || !slices.Equal(ds[0].Fields, []string{"familyName"}) {
+			t.Fatalf("the one-student disclosure: %+v, %v", ds, err)
+		}
+		if got := count(t, s, "SELECT COUNT(*) FROM "+studentIndexRows+" WHERE student_id = 'solo-student'") +
+			count(t, s, "SELECT COUNT(*) FROM ix.disclosure_events WHERE seq = ?", ds[0].Seq); got != 1 {
+			t.Fatalf("the one-student disclosure wrote %d index rows, want 1", got)
+		}
 		found := func() []string {
 			t.Helper()
 			es, _, err := s.AuditEvents(ctx, sqlstore.AuditQuery{Student: who, Limit: 100})
@@ -571,7 +584,7 @@ func TestDisclosureEntriesIndexTheirStudents(t *testing.T) {
 			slices.Sort(ids)
 			return ids
 		}
-		want := []string{"q0", "q1", "q2", "q3", "q4", "q5"}
+		want := []string{"q0", "q1", "q2", "q3", "q4", "q5"} // not "solo"
 		if got := found(); !slices.Equal(got, want) {
 			t.Fatalf("the student's events: %v, want %v", got, want)
 		}

@@ -187,7 +187,7 @@ func TestAuditVerifyNamesEachKindOfTampering(t *testing.T) {
 			args:  []string{"--checkpoints", exported}, want: "event 26: events 26 to 30 are missing"},
 		{name: "a replaced checkpoint is named", stmts: []string{"UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit_events WHERE seq = 9) WHERE seq = 10"},
 			want: "event 10: the checkpoint at event 10"},
-		{name: "an edited record of disclosures is named", stmts: []string{"UPDATE ix.disclosure_events SET legal_basis = 'school-official' WHERE seq = 14"},
+		{name: "an edited record of disclosures is named", stmts: []string{"UPDATE ix.disclosures SET legal_basis = 'school-official' WHERE seq = 14"},
 			want: "event 14: a record-of-disclosure entry"},
 	}
 	for _, c := range cases {
