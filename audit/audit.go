@@ -80,7 +80,7 @@ type Event struct {
 // SetEscapeHTML(false) (audit_test.go checks it, by fuzzing among other things): the
 // trail's events were hashed as encoding/json wrote them before this encoder existed.
 func (e *Event) Canonical() []byte {
-	return append(e.appendOpen(make([]byte, 0, 256+len(e.Chain))), '}')
+	return append(e.appendOpen(make([]byte, 0, e.sizeHint())), '}')
 }
 
 // appendOpen appends the canonical encoding without its closing brace.
@@ -97,7 +97,20 @@ func (e *Event) appendOpen(b []byte) []byte {
 // the event with that chain and number. Callers encode the tail where they run in
 // parallel and leave only the splice to the one goroutine that numbers the chain.
 func (e *Event) CanonicalTail() []byte {
-	return append(e.appendTail(make([]byte, 0, 256)), '}')
+	return append(e.appendTail(make([]byte, 0, e.sizeHint())), '}')
+}
+
+// sizeHint is about the length of the canonical encoding, so that it is built in one
+// allocation.
+func (e *Event) sizeHint() int {
+	n := 320 + len(e.Chain) + len(e.PrincipalID) + len(e.ClientID) + len(e.OnBehalfOf) + len(e.Route) + len(e.ResourceID) +
+		len(e.Purpose) + len(e.RequestID) + len(e.Source) + len(e.Detail)
+	for _, l := range [][]string{e.Students, e.Fields} {
+		for _, s := range l {
+			n += len(s) + 3
+		}
+	}
+	return n
 }
 
 // appendTail appends the canonical encoding from "time" to the last field, without

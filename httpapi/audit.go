@@ -41,6 +41,7 @@ func disclosed(rc *reqCtx, ev *audit.Event) (fields []string, required, ok bool)
 	fields = ev.Fields
 	if len(fields) == 0 {
 		if e, ok := records.EntityNamed(ev.ResourceType); ok {
+			fields = make([]string, 0, len(e.Fields))
 			for i := range e.Fields {
 				if f := &e.Fields[i]; rc.scope == nil || !rc.scope.Hidden(e, f) {
 					fields = append(fields, f.Name)

@@ -101,7 +101,7 @@ type Options struct {
 	// negative interval leaves it to flushes: tests).
 	IndexInterval time.Duration
 	// CommitDelay is how long the committer waits for more requests before it
-	// commits a batch, when the batch before had more than one (default 500µs; a
+	// commits a batch, when the batch before had more than one (default 2ms; a
 	// negative delay never waits). See docs/architecture.md, "Group commit".
 	CommitDelay time.Duration
 }
@@ -110,7 +110,7 @@ type Options struct {
 const indexCacheKiB = 32 << 10
 
 // DefaultCommitDelay is Options.CommitDelay's default.
-const DefaultCommitDelay = 500 * time.Microsecond
+const DefaultCommitDelay = 2 * time.Millisecond
 
 // Open opens (creating if needed) the database, applies migrations and starts the
 // committer. Close stops it.
