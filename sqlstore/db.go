@@ -106,9 +106,6 @@ type Options struct {
 	CommitDelay time.Duration
 }
 
-// indexCacheKiB is the indexer's page cache for the index file.
-const indexCacheKiB = 32 << 10
-
 // DefaultCommitDelay is Options.CommitDelay's default.
 const DefaultCommitDelay = 2 * time.Millisecond
 
@@ -267,10 +264,7 @@ func openSQLite(ctx context.Context, path string, readers int, log *slog.Logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ix = sql.OpenDB(attachIndex{base: ixc, path: IndexPath(path), after: []string{"PRAGMA ix.journal_mode=WAL", "PRAGMA ix.synchronous=NORMAL",
-		// A run dirties pages all over the student-keyed indexes: with SQLite's default
-		// 2 MiB cache they spill to the WAL mid-run and are written again at commit.
-		fmt.Sprintf("PRAGMA ix.cache_size = -%d", indexCacheKiB)}})
+	ix = sql.OpenDB(attachIndex{base: ixc, path: IndexPath(path), after: []string{"PRAGMA ix.journal_mode=WAL", "PRAGMA ix.synchronous=NORMAL"}})
 	ix.SetMaxOpenConns(1)
 	ix.SetMaxIdleConns(1)
 	ix.SetConnMaxLifetime(0)
