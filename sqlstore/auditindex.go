@@ -319,21 +319,19 @@ var (
 	// A student's entry: the event's details are in disclosure_events.
 	insertDisclosureEntry      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES (?, '', ?, ?, '', '', '', '', '', '', '', '', 0, '')"
 	insertDisclosureEntriesMny = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + manyEntries
-	insertDisclosureEvent      = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	insertDisclosureEventsMany = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " +
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", indexRows), ", ")
+	insertDisclosureEvent      = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " + placeholders(13)
+	insertDisclosureEventsMany = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " + valueRows(placeholders(13), indexRows)
 	// A one-student disclosure's entry, with the event's details in the row.
-	insertDisclosureFull      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	insertDisclosuresFullMany = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " +
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", indexRows), ", ")
-	moveWatermark = "INSERT INTO ix.audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"
+	insertDisclosureFull      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + placeholders(14)
+	insertDisclosuresFullMany = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + valueRows(placeholders(14), indexRows)
+	moveWatermark             = "INSERT INTO ix.audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"
 )
 
 const disclosureEventCols = "chain, seq, time, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id"
 
 var (
-	manyRows    = strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", indexRows), ", ")
-	manyEntries = strings.TrimSuffix(strings.Repeat("(?, '', ?, ?, '', '', '', '', '', '', '', '', 0, ''), ", indexRows), ", ")
+	manyRows    = valueRows(placeholders(3), indexRows)
+	manyEntries = valueRows("(?, '', ?, ?, '', '', '', '', '', '', '', '', 0, '')", indexRows)
 )
 
 // indexedEvent is what the index needs of an event's canonical body.
@@ -749,16 +747,16 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 	var discl []Disclosure // one per disclosing event
 	for _, me := range evs {
 		seq, e := me.seq, &me.e
+		// A disclosing event's entries in the record of disclosures are its rows of
+		// the student index too (studentIndex): one row per student, not two. A
+		// one-student disclosure is a single full entry, written from discl below.
 		single := e.Disclosed && len(e.Students) == 1
 		for _, st := range e.Students {
-			// A disclosing event's entries in the record of disclosures are its rows
-			// of the student index too (studentIndex): one row per student, not two.
 			switch {
-			case single: // below: one entry that carries the event's details itself
-			case e.Disclosed:
-				entries = append(entries, studentRow{seq, st})
-			default:
+			case !e.Disclosed:
 				students = append(students, studentRow{seq, st})
+			case !single:
+				entries = append(entries, studentRow{seq, st})
 			}
 		}
 		if e.Disclosed && len(e.Students) > 0 {

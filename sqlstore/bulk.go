@@ -423,7 +423,7 @@ func (b *Bulk) insertRows(ctx context.Context, changed []*BulkItem, rows [][]any
 			updatedRows = append(updatedRows, rows[i])
 		}
 	}
-	ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(b.cols)), ", ") + ")"
+	ph := placeholders(len(b.cols))
 	into := e.Table + " (" + strings.Join(b.cols, ", ") + ")"
 	insert := "INSERT INTO " + into + " VALUES "
 	if n, err := b.execCount(ctx, t.insertIgnore(into), ph, t.onConflictIgnore(), created); err != nil {
@@ -513,7 +513,7 @@ func execRowsN(ctx context.Context, t *Tx, cache map[string]*sql.Stmt, prefix, r
 		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		q := t.s.d.rebind(prefix + strings.TrimSuffix(strings.Repeat(rowPH+", ", n), ", ") + suffix)
+		q := t.s.d.rebind(prefix + valueRows(rowPH, n) + suffix)
 		st, ok := cache[q]
 		if !ok {
 			var err error
@@ -542,8 +542,14 @@ func execRowsN(ctx context.Context, t *Tx, cache map[string]*sql.Stmt, prefix, r
 	return nil
 }
 
+// placeholders is one row of n parameters: "(?, ?, ...)".
 func placeholders(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
+}
+
+// valueRows is row n times, comma-separated: the VALUES of a multi-row INSERT.
+func valueRows(row string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
 }
 
 func hasSealed(e *records.Entity, obj records.Object) bool {

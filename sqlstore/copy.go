@@ -76,7 +76,7 @@ func (t *Tx) insertAll(ctx context.Context, cache map[string]*sql.Stmt, table st
 		return nil
 	}
 	if !t.useCopy() {
-		ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+		ph := placeholders(len(cols))
 		return execAll(ctx, t, cache, t.insertIgnore(table+" ("+strings.Join(cols, ", ")+")"), ph, rows)
 	}
 	n, err := t.copyFrom(ctx, table, cols, rows)
