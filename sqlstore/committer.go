@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"registrar/audit"
@@ -80,6 +80,8 @@ type committer struct {
 	delay     time.Duration // Options.CommitDelay
 	lastBatch int           // the size of the batch before
 
+	batches, batched atomic.Int64 // batches run and the requests in them (CommitStats)
+
 	// The batch in hand's events that name students, and the chain's head before
 	// them: handed to the indexer once committed (auditindex.go).
 	batchPrev int64
@@ -100,11 +102,9 @@ type committer struct {
 // statements as the binary digits of their count: per statement, the driver's and
 // the VM's set-up is paid once instead of per event.
 var insertAuditEvents = func() []string {
-	const row = "(?, ?, ?, ?, ?, ?, ?, ?)"
 	out := make([]string, auditRowsLog2+1)
 	for k := range out {
-		out[k] = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES " +
-			strings.TrimSuffix(strings.Repeat(row+", ", 1<<k), ", ")
+		out[k] = "INSERT INTO audit_events (chain, seq, time, action, principal, body, prev, hash) VALUES " + valueRows(placeholders(auditCols), 1<<k)
 	}
 	return out
 }()
@@ -243,6 +243,12 @@ func (s *Store) Write(ctx context.Context, fn func(context.Context, *Tx) error, 
 	return <-r.done
 }
 
+// CommitStats is how many batches the committer has run and how many requests they
+// held (the group commit's batch size is their ratio; BenchmarkEndpoints reports it).
+func (s *Store) CommitStats() (batches, requests int64) {
+	return s.commit.batches.Load(), s.commit.batched.Load()
+}
+
 // Audit makes events durable, then returns: reads call it before they respond.
 func (s *Store) Audit(ctx context.Context, events ...audit.Event) error {
 	return s.Write(ctx, nil, events...)
@@ -282,22 +288,25 @@ func (c *committer) run() {
 			}
 		fill:
 			for len(batch) < c.maxBatch {
+				select { // what is queued first, so an expired wait never leaves it behind
+				case r := <-c.reqs:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				if wait == nil {
+					break
+				}
 				select {
 				case r := <-c.reqs:
 					batch = append(batch, r)
-				default:
-					if wait == nil {
-						break fill
-					}
-					select {
-					case r := <-c.reqs:
-						batch = append(batch, r)
-					case <-wait:
-						break fill
-					}
+				case <-wait:
+					break fill
 				}
 			}
 			c.lastBatch = len(batch)
+			c.batches.Add(1)
+			c.batched.Add(int64(len(batch)))
 			c.runBatch(batch)
 		}
 	}

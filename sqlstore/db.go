@@ -16,6 +16,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -102,12 +103,12 @@ type Options struct {
 	IndexInterval time.Duration
 	// CommitDelay is how long the committer waits for more requests before it
 	// commits a batch, when the batch before had more than one (default 2ms; a
-	// negative delay never waits). See docs/architecture.md, "Group commit".
+	// negative delay never waits). See docs/architecture.md, "The committer".
 	CommitDelay time.Duration
 }
 
-// DefaultCommitDelay is Options.CommitDelay's default.
-const DefaultCommitDelay = 2 * time.Millisecond
+// commitDelay is Options.CommitDelay's default.
+const commitDelay = 2 * time.Millisecond
 
 // Open opens (creating if needed) the database, applies migrations and starts the
 // committer. Close stops it.
@@ -168,14 +169,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.closeDBs()
 		return nil, err
 	}
-	delay := o.CommitDelay
-	switch {
-	case delay == 0:
-		delay = DefaultCommitDelay
-	case delay < 0:
-		delay = 0
-	}
-	if s.commit, err = newCommitter(ctx, s, o.Chain, delay); err != nil {
+	if s.commit, err = newCommitter(ctx, s, o.Chain, cmp.Or(o.CommitDelay, commitDelay)); err != nil {
 		s.stopWALCheckpoints()
 		s.closeDBs()
 		return nil, err
