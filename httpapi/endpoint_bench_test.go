@@ -122,7 +122,7 @@ func benchEndpoints(b *testing.B, o sqlstore.Options, driver, dsn string, startB
 			}
 		}
 	}
-	measureEndpoints(b, db, srv.URL, tok.AccessToken, base.URL, turn)
+	measureEndpoints(b, db, srv.URL, tok.AccessToken, base.URL, turn, st.CommitStats)
 }
 
 // measureEndpoints runs issue 2's pair, registrar at regURL (with token) beside the
@@ -130,8 +130,8 @@ func benchEndpoints(b *testing.B, o sqlstore.Options, driver, dsn string, startB
 // take turns, endpointRounds each, so that a shared machine's drift in speed falls on
 // both alike. turn starts registrar's background work at the start of each of its
 // turns and returns what waits for it at the end; the last turn also waits for the
-// work its own requests left.
-func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string, turn func() (wait func())) {
+// work its own requests left. commits reads the committer's counts (requests/commit).
+func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string, turn func() (wait func()), commits func() (batches, requests int64)) {
 	ctx := context.Background()
 	sample := func(q string) []string {
 		rows, err := db.QueryContext(ctx, q)
@@ -177,11 +177,15 @@ func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string, t
 			auditBenchLoad(b, regURL, token, rp, len(rp), workers)
 			auditBenchLoad(b, bareURL, "", p, len(p), workers)
 			turn()()
+			batches0, requests0 := commits()
 			b.ResetTimer()
 			var reg, regCPU, bareT, bareCPU time.Duration
 			rounds := min(endpointRounds, b.N)
 			for r := range rounds {
-				n := b.N/rounds + btoi(r < b.N%rounds)
+				n := b.N / rounds
+				if r < b.N%rounds {
+					n++
+				}
 				stop := profileRegistrar(b, ep.name, r)
 				start, cpu := time.Now(), cpuTime(b)
 				wait := turn()
@@ -194,6 +198,9 @@ func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string, t
 				stop()
 				t, c := auditBenchLoad(b, bareURL, "", p, n, workers)
 				bareT, bareCPU = bareT+t, bareCPU+c
+			}
+			if batches, requests := commits(); batches > batches0 {
+				b.ReportMetric(float64(requests-requests0)/float64(batches-batches0), "requests/commit")
 			}
 			b.ReportMetric(float64(b.N)/reg.Seconds(), "registrar-req/s")
 			b.ReportMetric(float64(b.N)/bareT.Seconds(), "baseline-req/s")
@@ -209,13 +216,6 @@ func measureEndpoints(b *testing.B, db *sql.DB, regURL, token, bareURL string, t
 
 // endpointRounds is how many turns registrar and the baseline take in one figure.
 const endpointRounds = 10
-
-func btoi(c bool) int {
-	if c {
-		return 1
-	}
-	return 0
-}
 
 // profileRegistrar writes a CPU profile of registrar's half of round r of a figure
 // to $REGISTRAR_BENCH_PROFILE-<endpoint>-<r>.prof when that variable is set (the
