@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -229,7 +230,7 @@ func TestCanonicalIsEncodingJSON(t *testing.T) {
 		PrincipalID: odd, ClientID: odd, OnBehalfOf: odd, Action: odd, Route: odd, ResourceType: odd, ResourceID: odd,
 		Students: []string{odd, "", "s"}, Fields: []string{"a", odd}, Count: -3, LegalBasis: odd, Purpose: odd, Disclosed: true,
 		DisclosureRequired: true, Outcome: odd, Status: 599, RequestID: odd, Source: odd, Detail: odd}
-	events := []audit.Event{{}, full,
+	events := []audit.Event{{}, full, everyField(t),
 		{Seq: -1, Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), Students: []string{}, Fields: []string{}, Count: 1},
 		{Time: time.Date(2026, 1, 1, 0, 0, 0, 120000000, time.Local), Students: []string{""}, Disclosed: true, Outcome: audit.OK}}
 	for i, e := range events {
@@ -285,7 +286,7 @@ func TestEntryAndLogViewAreEncodingJSON(t *testing.T) {
 	for i := range many {
 		many[i] = fmt.Sprintf("s-%d", i)
 	}
-	for i, e := range []audit.Event{{}, {Chain: "c\"<", Seq: 9, Time: time.Date(2026, 5, 6, 7, 8, 9, 10, time.FixedZone("y", 7200)), PrincipalID: "p",
+	for i, e := range []audit.Event{{}, everyField(t), {Chain: "c\"<", Seq: 9, Time: time.Date(2026, 5, 6, 7, 8, 9, 10, time.FixedZone("y", 7200)), PrincipalID: "p",
 		Students: many, Fields: []string{"f"}, Disclosed: true, Outcome: audit.OK, Status: 200, Detail: "\u2028\xff"}} {
 		for _, prev := range []string{"", "00ff"} {
 			entry := audit.Entry{Event: e, Prev: prev, Hash: "abcd"}
@@ -318,4 +319,30 @@ func TestEntryAndLogViewAreEncodingJSON(t *testing.T) {
 			t.Errorf("log view %d:\n got %s\nwant %s\nline %s", i, got, want, line.String())
 		}
 	}
+}
+
+// everyField is an event with every field set, by reflection: a field added to Event
+// and forgotten by one of its encoders (Canonical, Entry, LogView) fails the tests
+// that use it.
+func everyField(t testing.TB) audit.Event {
+	var e audit.Event
+	v := reflect.ValueOf(&e).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch name := v.Type().Field(i).Name; f.Kind() {
+		case reflect.String:
+			f.SetString("v-" + name)
+		case reflect.Int, reflect.Int64:
+			f.SetInt(int64(7 + i))
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{name + "-1", name + "-2"}))
+		case reflect.Struct:
+			f.Set(reflect.ValueOf(time.Date(2026, 11, 29, 14, 30, 0, 5, time.UTC)))
+		default:
+			t.Fatalf("everyField: set field %s (%s)", name, f.Kind())
+		}
+	}
+	return e
 }
