@@ -452,3 +452,32 @@ func TestOIDCClaims(t *testing.T) {
 		})
 	}
 }
+
+// TestCachedClaimsRoundTrip: the verified cache's form of the claims decodes to the
+// same claims, and what is not that form (empty, cut inside the subject, v1's JSON)
+// is never usable.
+func TestCachedClaimsRoundTrip(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, c := range []localClaims{
+		{Sub: "client-1", Scope: authz.RosterCoreReadonly + " " + authz.RosterReadonly, Exp: now.Unix() + 3600},
+		{Sub: "user:é\x00", Exp: now.Unix() + 60, Nbf: now.Unix() - 5},
+	} {
+		got, ok := decodeClaims(c.appendBinary(nil))
+		if !ok || got != c {
+			t.Errorf("decodeClaims(appendBinary(%+v)) = %+v, %v", c, got, ok)
+		}
+		if !got.usable(now) {
+			t.Errorf("%+v is not usable at %v", got, now)
+		}
+	}
+	whole := localClaims{Sub: "client-1", Exp: now.Unix() + 3600}.appendBinary(nil)
+	for name, b := range map[string][]byte{
+		"empty":              nil,
+		"cut in the subject": whole[:len(whole)-1],
+		"v1's JSON":          []byte(`{"s":"client-1","e":1800003600}`),
+	} {
+		if c, ok := decodeClaims(b); ok && c.usable(now) {
+			t.Errorf("%s: decoded as usable claims %+v", name, c)
+		}
+	}
+}

@@ -208,8 +208,9 @@ func (s *Server) wrap(rt *route) http.Handler {
 			}
 			d := s.now().Sub(rc.start)
 			s.metrics.observe(rt.method, rt.pattern, sw.status, d)
-			s.log.Info("request", "request_id", rc.id, "method", r.Method, "route", rt.pattern, "status", sw.status,
-				"duration_ms", float64(d.Microseconds())/1000, "bytes", sw.bytes, "principal", principalLabel(rc.p))
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("request_id", rc.id), slog.String("method", r.Method),
+				slog.String("route", rt.pattern), slog.Int("status", sw.status), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+				slog.Int("bytes", sw.bytes), slog.String("principal", principalLabel(rc.p)))
 		}()
 		if !rt.public {
 			p, err := s.auth.Authenticate(r.Context(), bearer(r))

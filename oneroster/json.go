@@ -19,13 +19,24 @@ import (
 	"registrar/records"
 )
 
-// Href returns the canonical URL of an object of entity e.
-func Href(base string, e *records.Entity, id string) string {
-	return base + "/ims/oneroster/" + e.Service + "/v1p2/" + e.Path + "/" + escapePath(id)
+// appendHref appends the canonical URL of e's object id as a JSON string, with no
+// string built on the way: the base as jsonenc escapes it, then the path, whose
+// parts need no escaping in JSON (the entity's service and path are fixed names and
+// the id is percent-encoded to unreserved characters).
+func appendHref(b []byte, base string, e *records.Entity, id string) []byte {
+	b = jsonenc.AppendString(b, base)
+	b = append(b[:len(b)-1], "/ims/oneroster/"...) // reopen the string
+	b = append(b, e.Service...)
+	b = append(b, "/v1p2/"...)
+	b = append(b, e.Path...)
+	b = append(b, '/')
+	b = appendEscapedPath(b, id)
+	return append(b, '"')
 }
 
-func escapePath(s string) string {
-	var b []byte
+// appendEscapedPath appends s as one path segment: unreserved characters (RFC 3986)
+// as they are, every other byte as %XX.
+func appendEscapedPath(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
@@ -34,7 +45,7 @@ func escapePath(s string) string {
 			b = append(b, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
 		}
 	}
-	return string(b)
+	return b
 }
 
 // Encoder writes objects as OneRoster JSON.
@@ -79,7 +90,7 @@ func contains(l []string, s string) bool {
 func (enc Encoder) appendRef(b []byte, target, id string) []byte {
 	te, _ := records.EntityNamed(target)
 	b = append(b, `{"href":`...)
-	b = jsonenc.AppendString(b, Href(enc.Base, te, id))
+	b = appendHref(b, enc.Base, te, id)
 	b = append(b, `,"sourcedId":`...)
 	b = jsonenc.AppendString(b, id)
 	b = append(b, `,"type":`...)

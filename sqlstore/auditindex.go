@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"registrar/audit"
+	"registrar/internal/jsonenc"
 	"registrar/records"
 )
 
@@ -830,7 +831,7 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 			}
 			d.PartyName, d.ContractRef = p[0], p[1]
 		}
-		fields, _ := json.Marshal(d.Fields) // a list of strings: cannot fail
+		fields := jsonenc.AppendStrings(nil, d.Fields)
 		required := 0
 		if d.Required {
 			required = 1

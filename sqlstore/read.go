@@ -292,15 +292,24 @@ func sortError(e *records.Entity, name, why string) error {
 
 // scan decodes one row into an object, opening the sealed fields the caller may see.
 func (s *Store) scan(rows *sql.Rows, e *records.Entity, sl selectList, q *Query) (records.Object, error) {
+	// One backing array per kind of destination, not one allocation per column.
 	dest := make([]any, len(sl.fields))
+	strs := make([]sql.NullString, len(sl.fields))
+	var nums []sql.NullFloat64
+	var sealed, wrapped []byte
 	for i, f := range sl.fields {
 		switch {
-		case f == nil:
-			dest[i] = new([]byte)
+		case i == sl.sealed:
+			dest[i] = &sealed
+		case i == sl.wrapped:
+			dest[i] = &wrapped
 		case f.Kind == records.KFloat:
-			dest[i] = new(sql.NullFloat64)
+			if nums == nil {
+				nums = make([]sql.NullFloat64, len(sl.fields))
+			}
+			dest[i] = &nums[i]
 		default:
-			dest[i] = new(sql.NullString)
+			dest[i] = &strs[i]
 		}
 	}
 	if err := rows.Scan(dest...); err != nil {
@@ -312,12 +321,12 @@ func (s *Store) scan(rows *sql.Rows, e *records.Entity, sl selectList, q *Query)
 			continue
 		}
 		if f.Kind == records.KFloat {
-			if v := dest[i].(*sql.NullFloat64); v.Valid {
+			if v := nums[i]; v.Valid {
 				obj[f.Name] = v.Float64
 			}
 			continue
 		}
-		v := dest[i].(*sql.NullString)
+		v := strs[i]
 		if !v.Valid {
 			continue
 		}
@@ -329,13 +338,9 @@ func (s *Store) scan(rows *sql.Rows, e *records.Entity, sl selectList, q *Query)
 			obj[f.Name] = val
 		}
 	}
-	if sl.sealed >= 0 {
-		sealed := *dest[sl.sealed].(*[]byte)
-		wrapped := *dest[sl.wrapped].(*[]byte)
-		if len(sealed) > 0 && s.wantsSealed(e, q) {
-			if err := s.openSealed(e, obj, sealed, wrapped, q); err != nil {
-				return nil, err
-			}
+	if len(sealed) > 0 && s.wantsSealed(e, q) {
+		if err := s.openSealed(e, obj, sealed, wrapped, q); err != nil {
+			return nil, err
 		}
 	}
 	return obj, nil
