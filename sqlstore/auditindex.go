@@ -745,7 +745,7 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 		student string
 	}
 	var students, entries []studentRow
-	var discl []Disclosure // one per disclosing event
+	discl := make([]Disclosure, 0, len(evs)) // one per disclosing event
 	for _, me := range evs {
 		seq, e := me.seq, &me.e
 		// A disclosing event's entries in the record of disclosures are its rows of
@@ -813,7 +813,7 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 		return fmt.Errorf("record of disclosures: %w", err)
 	}
 	args = args[:0]
-	var full []any
+	full := make([]any, 0, len(discl)*14) // the one-student disclosures' rows
 	parties := map[string][2]string{}
 	for i := range discl {
 		d := &discl[i]
