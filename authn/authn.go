@@ -116,7 +116,10 @@ func (c localClaims) appendBinary(b []byte) []byte {
 	return append(b, c.Scope...)
 }
 
-// decodeClaims reads what appendBinary wrote; ok is false for anything else.
+// decodeClaims reads what appendBinary wrote, and never panics: ok is false for a
+// value too short to hold its parts. A value in another form may still decode; v1's
+// JSON, for one, reads as a negative expiry, which usable refuses, and is never
+// looked up anyway (its key's hash domain was verified/v1).
 func decodeClaims(b []byte) (c localClaims, ok bool) {
 	var n int
 	if c.Exp, n = binary.Varint(b); n <= 0 {

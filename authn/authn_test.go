@@ -454,8 +454,8 @@ func TestOIDCClaims(t *testing.T) {
 }
 
 // TestCachedClaimsRoundTrip: the verified cache's form of the claims decodes to the
-// same claims, and what is not that form (empty, cut inside the subject, v1's JSON)
-// is never usable.
+// same claims, and what is not that form (empty, cut inside the subject, v1's JSON,
+// long enough to decode) is never usable.
 func TestCachedClaimsRoundTrip(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	for _, c := range []localClaims{
@@ -475,6 +475,7 @@ func TestCachedClaimsRoundTrip(t *testing.T) {
 		"empty":              nil,
 		"cut in the subject": whole[:len(whole)-1],
 		"v1's JSON":          []byte(`{"s":"client-1","e":1800003600}`),
+		"v1's JSON, scoped":  []byte(`{"s":"client-1","c":"https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly","e":1800003600}`),
 	} {
 		if c, ok := decodeClaims(b); ok && c.usable(now) {
 			t.Errorf("%s: decoded as usable claims %+v", name, c)

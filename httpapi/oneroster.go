@@ -307,7 +307,8 @@ func (s *Server) writeSingle(w http.ResponseWriter, r *http.Request, status int,
 // bufs holds response buffers. A response is encoded whole, so that its status can
 // still change while it is built, then copied into the connection's writer; its
 // buffer then serves the next response instead of becoming garbage (a user is 2-3
-// KiB of JSON, a page of them 30 times that). Only what a response appends is sent.
+// KiB of JSON, a class roster 30 times that, a default page of 100 more). Only what
+// a response appends is sent.
 var bufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledBuf: a larger buffer (a page of 1,000 objects) is left to the collector.

@@ -7,9 +7,10 @@ import (
 	"registrar/records"
 )
 
-// TestAppendHrefIsTheURLAsJSON: the href appended in place is the URL an
-// encoding/json string of base + path + escaped id would be, for a base that needs
-// escaping in JSON and ids with reserved, non-ASCII and invalid bytes.
+// TestAppendHrefIsTheURLAsJSON: the href appended in place is base + path + escaped
+// id as a JSON string, for a base that needs escaping in JSON and ids with reserved,
+// non-ASCII and invalid bytes. encoding/json is the reference; it would also escape
+// '<', '>' and '&', which jsonenc leaves as they are, so the bases here have none.
 func TestAppendHrefIsTheURLAsJSON(t *testing.T) {
 	for _, c := range []struct{ base, id, escaped string }{
 		{"https://sis.example.org", "stu-001", "stu-001"},
