@@ -320,15 +320,22 @@ var (
 	// A student's entry: the event's details are in disclosure_events.
 	insertDisclosureEntry      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES (?, '', ?, ?, '', '', '', '', '', '', '', '', 0, '')"
 	insertDisclosureEntriesMny = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + manyEntries
-	insertDisclosureEvent      = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " + placeholders(13)
-	insertDisclosureEventsMany = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " + valueRows(placeholders(13), indexRows)
+	insertDisclosureEvent      = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " + placeholders(disclosureEventWidth)
+	insertDisclosureEventsMany = "INSERT INTO ix.disclosure_events (" + disclosureEventCols + ") VALUES " + valueRows(placeholders(disclosureEventWidth), indexRows)
 	// A one-student disclosure's entry, with the event's details in the row.
-	insertDisclosureFull      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + placeholders(14)
-	insertDisclosuresFullMany = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + valueRows(placeholders(14), indexRows)
+	insertDisclosureFull      = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + placeholders(disclosureWidth)
+	insertDisclosuresFullMany = "INSERT INTO ix.disclosures (" + disclosureCols + ") VALUES " + valueRows(placeholders(disclosureWidth), indexRows)
 	moveWatermark             = "INSERT INTO ix.audit_indexed (chain, seq) VALUES (?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq"
 )
 
 const disclosureEventCols = "chain, seq, time, party_kind, party_id, party_name, legal_basis, purpose, contract_ref, resource_type, fields, required, request_id"
+
+// The parameters of one row of ix.disclosures and of ix.disclosure_events: their
+// column lists' lengths.
+var (
+	disclosureWidth      = strings.Count(disclosureCols, ",") + 1
+	disclosureEventWidth = strings.Count(disclosureEventCols, ",") + 1
+)
 
 var (
 	manyRows    = valueRows(placeholders(3), indexRows)
@@ -813,7 +820,7 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 		return fmt.Errorf("record of disclosures: %w", err)
 	}
 	args = args[:0]
-	full := make([]any, 0, len(discl)*14) // the one-student disclosures' rows
+	full := make([]any, 0, len(discl)*disclosureWidth) // the one-student disclosures' rows
 	parties := map[string][2]string{}
 	for i := range discl {
 		d := &discl[i]
@@ -844,11 +851,11 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 		args = append(args, chain, d.Seq, records.FormatDateTime(d.Time), d.PartyKind, d.PartyID, d.PartyName,
 			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID)
 	}
-	if err := flush(insertDisclosureEvent, insertDisclosureEventsMany, 13); err != nil {
+	if err := flush(insertDisclosureEvent, insertDisclosureEventsMany, disclosureEventWidth); err != nil {
 		return fmt.Errorf("record of disclosures: %w", err)
 	}
 	args = full
-	if err := flush(insertDisclosureFull, insertDisclosuresFullMany, 14); err != nil {
+	if err := flush(insertDisclosureFull, insertDisclosuresFullMany, disclosureWidth); err != nil {
 		return fmt.Errorf("record of disclosures: %w", err)
 	}
 	return nil
