@@ -1,0 +1,108 @@
+package sqlstore_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"registrar/audit"
+	"registrar/gen"
+	"registrar/importer"
+	"registrar/oneroster/query"
+	"registrar/records"
+	"registrar/sqlstore"
+	"registrar/vault"
+)
+
+// BenchmarkAuditedGet is the store's part of GET /students/{id} under load, without
+// HTTP: 64 callers each read one student of a generated 10,000-student district and
+// make the read's audit event durable, with the indexer and the log-stream copy
+// running as in `registrar serve`. Its reads pay what the commits cost them (SQLite
+// drops a reader's page cache whenever another connection has committed), so it
+// compares builds of the read and audit paths together with less noise than the HTTP
+// pair (go test ./sqlstore -run '^$' -bench AuditedGet -benchtime 100000x); it is
+// not a target.
+func BenchmarkAuditedGet(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	cfg := gen.Defaults(10000)
+	cfg.LineItemsPerClass = 0
+	if _, err := gen.WriteCSV(ctx, filepath.Join(dir, "pkg"), cfg); err != nil {
+		b.Fatal(err)
+	}
+	v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: filepath.Join(dir, "r.db"), Chain: "bench", Vault: v, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := importer.New(st, log).Import(ctx, filepath.Join(dir, "pkg"), importer.Options{}); err != nil {
+		b.Fatal(err)
+	}
+	res, err := st.List(ctx, sqlstore.Query{Entity: records.User, Where: []records.Predicate{isStudent}, Page: query.Page{Limit: 1000}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for _, o := range res.Objects {
+		ids = append(ids, o.ID())
+	}
+	var fields []string
+	for _, f := range records.User.Fields {
+		fields = append(fields, f.Name)
+	}
+	read := func(k int) error {
+		id := ids[k%len(ids)]
+		q := sqlstore.Query{Entity: records.User, Where: []records.Predicate{isStudent}}
+		if _, err := st.Get(ctx, q, id); err != nil {
+			return err
+		}
+		return st.Audit(ctx, audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "0f9c2a4e-lms", ClientID: "0f9c2a4e-lms", Action: "getStudent",
+			Route: "GET /ims/oneroster/rostering/v1p2/students/{sourcedId}", ResourceType: "user", ResourceID: id, Students: []string{id},
+			Fields: fields, LegalBasis: "school-official", Purpose: "benchmark", Disclosed: true, Outcome: audit.OK, Status: 200, Source: "127.0.0.1"})
+	}
+	for k := range len(ids) { // warm the readers and the statements
+		if err := read(k); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const callers = 64
+	var next atomic.Int64
+	b.ResetTimer()
+	start, cpu := time.Now(), processCPU(b)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= b.N {
+					return
+				}
+				if err := read(k); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := st.FlushAuditIndex(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := st.FlushLog(ctx); err != nil {
+		b.Fatal(err)
+	}
+	elapsed, used := time.Since(start), processCPU(b)-cpu
+	b.StopTimer()
+	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/read")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reads/s")
+}
