@@ -54,7 +54,6 @@ type commitReq struct {
 	events []audit.Event
 	tails  [][]byte // the events' canonical tails, encoded by the caller (audit.CanonicalTail)
 	done   chan error
-	err    error // the request's own outcome in a batch that commits (runBatch)
 }
 
 // committer owns the write connection and this instance's audit chain head. It takes
@@ -88,7 +87,6 @@ type committer struct {
 	batchPrev int64
 	batchEvs  []memEvent
 	rows      []any // the batch's appended events not yet written: auditCols values each (writeRows)
-	bt        batchTx
 
 	version      int64 // SQLite's data_version at the last batch (othersWrote)
 	versionKnown bool
@@ -262,65 +260,61 @@ func (c *committer) run() {
 	for {
 		select {
 		case <-c.quit:
-			// Commit what was already queued so no caller waits forever.
+			// Drain what was already queued so no caller waits forever.
 			for {
 				select {
 				case r := <-c.reqs:
-					c.runBatch(append(batch[:0], r), nil)
+					batch = append(batch, r)
+					if len(batch) == c.maxBatch {
+						c.runBatch(batch)
+						batch = batch[:0]
+					}
 				default:
+					if len(batch) > 0 {
+						c.runBatch(batch)
+					}
 					return
 				}
 			}
 		case r := <-c.reqs:
-			// Under concurrent load (the last batch had company), the batch stays open
-			// up to the commit delay for more: a commit costs about the same for 1
-			// event as for 15 (the pages it rewrites, its fsync), so fewer, fuller
-			// batches leave the CPU and the disk to the requests. A lone request is
-			// never held.
+			batch = append(batch[:0], r)
+			// Under concurrent load (the last batch had company), wait up to the commit
+			// delay for more: a commit costs about the same for 1 event as for 15 (the
+			// pages it rewrites, its fsync), so fewer, fuller batches leave the CPU and
+			// the disk to the requests. A lone request is never held.
 			var wait <-chan time.Time
 			if c.delay > 0 && c.lastBatch > 1 {
 				wait = time.After(c.delay)
 			}
-			batch = c.runBatch(append(batch[:0], r), wait)
+		fill:
+			for len(batch) < c.maxBatch {
+				select { // what is queued first, so an expired wait never leaves it behind
+				case r := <-c.reqs:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				if wait == nil {
+					break
+				}
+				select {
+				case r := <-c.reqs:
+					batch = append(batch, r)
+				case <-wait:
+					break fill
+				}
+			}
 			c.lastBatch = len(batch)
 			c.batches.Add(1)
 			c.batched.Add(int64(len(batch)))
+			c.runBatch(batch)
 		}
 	}
 }
 
-// runBatch runs batch and what is queued behind it in one transaction, commits it
-// and answers every request in it; it returns the batch as committed.
-//
-// While wait is open (the commit delay) the batch takes in requests as they arrive,
-// up to maxBatch, and runs each at once: their statements and their events' chain
-// links are done while the batch waits for company, so that once the delay is over
-// only the commit is left between the batch's callers and their answers.
-func (c *committer) runBatch(batch []*commitReq, wait <-chan time.Time) []*commitReq {
-	ctx := context.Background() // a caller giving up must not abort its neighbours' commit
-	batch = c.drain(batch)
-	held := wait != nil
-	err := c.begin(ctx)
-	if err == nil {
-		// A lone request runs without a savepoint: if it fails, the whole
-		// transaction is rolled back instead (errLoneFailed).
-		err = c.add(ctx, batch, held || len(batch) > 1, held)
-	}
-	for n := len(batch); err == nil && held && len(batch) < c.maxBatch; n = len(batch) {
-		select {
-		case r := <-c.reqs:
-			batch = c.drain(append(batch, r))
-			err = c.add(ctx, batch[n:], true, true)
-		case <-wait:
-			held = false
-		}
-	}
-	if err == nil {
-		err = c.commit(ctx)
-	}
-	if err != nil {
-		err = c.rollback(err, len(batch))
-	}
+func (c *committer) runBatch(batch []*commitReq) {
+	errs := make([]error, len(batch))
+	err := c.runBatchTx(batch, errs)
 	if err == nil && !c.s.audit.off {
 		// Before the callers hear back, so that a flush after a returned read finds
 		// its event in the indexer's copy.
@@ -331,51 +325,37 @@ func (c *committer) runBatch(batch []*commitReq, wait <-chan time.Time) []*commi
 	// The log-stream copy is queued before the callers hear back, so that FlushLog
 	// after a returned write waits for its lines.
 	c.afterBatch(err)
-	for _, r := range batch {
+	for i, r := range batch {
 		if err != nil {
 			r.done <- err
 		} else {
-			r.done <- r.err
+			r.done <- errs[i]
 		}
 	}
-	return batch
 }
 
-// drain adds to batch what is queued now, up to maxBatch, without waiting.
-func (c *committer) drain(batch []*commitReq) []*commitReq {
-	for len(batch) < c.maxBatch {
-		select {
-		case r := <-c.reqs:
-			batch = append(batch, r)
-		default:
-			return batch
+// runBatchTx returns a batch-wide error (commit failed: nothing of the batch is
+// durable) or nil with per-request errors in errs.
+func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
+	ctx := context.Background() // a caller giving up must not abort its neighbours' commit
+	seq, head := c.seq, c.head
+	defer func() {
+		if err != nil {
+			// Nothing was committed: the head stays where it was, and the next batch
+			// reads it again (it may have been read in this one).
+			c.seq, c.head, c.versionKnown = seq, head, false
+			clear(c.rows)
+			c.rows = c.rows[:0]
+			c.s.log.Error("commit failed", "err", err, "batch", len(batch))
+			err = &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
 		}
-	}
-	return batch
-}
-
-// batchTx is the transaction of the batch in hand.
-type batchTx struct {
-	conn *sql.Conn
-	tx   *sql.Tx
-	// The chain head before the batch: where a rollback puts it back.
-	seq   int64
-	head  []byte
-	hooks []func() // what the batch's writes changed, dropped from caches once durable
-}
-
-// errLoneFailed: a batch's only request failed without a savepoint; the batch is
-// rolled back and the request gets its own error.
-var errLoneFailed = errors.New("sqlstore: the batch's only request failed")
-
-// begin opens the batch's transaction.
-func (c *committer) begin(ctx context.Context) error {
-	c.bt = batchTx{seq: c.seq, head: c.head, hooks: c.bt.hooks[:0]}
+	}()
 	conn, tx, err := c.s.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	c.bt.conn, c.bt.tx = conn, tx
+	defer conn.Close()
+	defer tx.Rollback()
 	// Read the chain head inside the transaction: another process on the same data dir
 	// (the CLI beside a running server) may have appended since our last batch; the
 	// write lock we hold now keeps it from appending until we commit. On SQLite,
@@ -389,37 +369,29 @@ func (c *committer) begin(ctx context.Context) error {
 		}
 	}
 	c.batchPrev = c.seq
-	return nil
-}
-
-// add runs reqs in the batch's transaction, each under a savepoint when savepoints
-// is set (so that one failing request does not undo its neighbours), and appends
-// their events to the chain; r.err is each request's own outcome. While the batch is
-// held open, the events appended so far are written in statements of 8 or more rows.
-// An error returned is the batch's: nothing of it can commit.
-func (c *committer) add(ctx context.Context, reqs []*commitReq, savepoints, held bool) error {
-	tx := c.bt.tx
-	// A request's rows carry a time no earlier than its arrival.
 	now := c.s.now().UTC()
-	for _, r := range reqs {
+	single := len(batch) == 1
+	var hooks []func()
+	for i, r := range batch {
 		if r.ctx.Err() != nil && r.fn != nil {
-			r.err = r.ctx.Err()
+			errs[i] = r.ctx.Err()
 			continue
 		}
-		t := &Tx{s: c.s, tx: tx, conn: c.bt.conn, now: now, events: append([]audit.Event(nil), r.events...)}
+		t := &Tx{s: c.s, tx: tx, conn: conn, now: now, events: append([]audit.Event(nil), r.events...)}
 		if r.fn != nil {
 			// A write's statements see the events appended before it.
-			if err := c.writeRows(ctx, tx, 1); err != nil {
+			if err := c.writeRows(ctx, tx); err != nil {
 				return err
 			}
-			if savepoints {
+			if !single {
 				if _, err := tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
 					return fmt.Errorf("savepoint: %w", err)
 				}
 			}
-			if r.err = c.safeCall(r, t); r.err != nil {
-				if !savepoints {
-					return errLoneFailed
+			if ferr := c.safeCall(r, t); ferr != nil {
+				errs[i] = ferr
+				if single {
+					return nil // the deferred rollback undoes it; nothing else is in the batch
 				}
 				if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT req"); err != nil {
 					return fmt.Errorf("rollback to savepoint: %w", err)
@@ -429,7 +401,7 @@ func (c *committer) add(ctx context.Context, reqs []*commitReq, savepoints, held
 				}
 				continue
 			}
-			if savepoints {
+			if !single {
 				if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT req"); err != nil {
 					return fmt.Errorf("release savepoint: %w", err)
 				}
@@ -444,59 +416,21 @@ func (c *committer) add(ctx context.Context, reqs []*commitReq, savepoints, held
 				return err
 			}
 		}
-		c.bt.hooks = append(c.bt.hooks, t.onCommit...)
+		hooks = append(hooks, t.onCommit...)
 	}
-	if held {
-		return c.writeRows(ctx, tx, heldRows)
-	}
-	return nil
-}
-
-// heldRows: while a batch is held open, its events are written once there are this
-// many (a statement's set-up is then shared by 8 or more rows; the rest wait).
-const heldRows = 8
-
-// commit writes the batch's last events, signs a checkpoint when one is due, and
-// commits; the hooks of what it changed run once it is durable.
-func (c *committer) commit(ctx context.Context) error {
-	tx := c.bt.tx
-	if err := c.writeRows(ctx, tx, 1); err != nil {
+	if err := c.writeRows(ctx, tx); err != nil {
 		return err
 	}
-	if err := c.maybeCheckpoint(ctx, tx, c.s.now().UTC()); err != nil {
+	if err := c.maybeCheckpoint(ctx, tx, now); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err) // rollback closes the connection
+		return fmt.Errorf("commit: %w", err)
 	}
-	c.bt.conn.Close()
-	for _, h := range c.bt.hooks {
+	for _, h := range hooks {
 		h()
 	}
-	clear(c.bt.hooks)
 	return nil
-}
-
-// rollback undoes the batch after err and returns what its requests are answered
-// with: nil after errLoneFailed (the request has its own error), otherwise err as
-// the database not committing (nothing of the batch is durable).
-func (c *committer) rollback(err error, n int) error {
-	if c.bt.tx != nil {
-		c.bt.tx.Rollback()
-		c.bt.conn.Close()
-	}
-	clear(c.bt.hooks)
-	clear(c.rows)
-	c.rows = c.rows[:0]
-	// Nothing was committed: the head goes back to where it was, and the next batch
-	// reads it again (it may have been read in this one).
-	c.seq, c.head = c.bt.seq, c.bt.head
-	if errors.Is(err, errLoneFailed) {
-		return nil
-	}
-	c.versionKnown = false
-	c.s.log.Error("commit failed", "err", err, "batch", n)
-	return &records.Error{Code: records.Unavailable, Message: "the database could not commit; retry", Err: err}
 }
 
 func (c *committer) safeCall(r *commitReq, t *Tx) (err error) {
@@ -529,7 +463,7 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 	hash := audit.Link(c.head, body)
 	c.rows = append(c.rows, c.chain, c.seq, records.FormatDateTime(e.Time), e.Action, e.PrincipalKind+":"+e.PrincipalID, string(body), c.head, hash)
 	if len(c.rows) == auditCols<<auditRowsLog2 {
-		if err := c.writeRows(ctx, tx, 1); err != nil {
+		if err := c.writeRows(ctx, tx); err != nil {
 			return err
 		}
 	}
@@ -542,11 +476,11 @@ func (c *committer) append(ctx context.Context, tx *sql.Tx, e *audit.Event, now 
 	return nil
 }
 
-// writeRows writes the appended events not yet written, largest statements first,
-// down to the last fewer than least (least 1: all of them), which stay for later.
-func (c *committer) writeRows(ctx context.Context, tx *sql.Tx, least int) error {
+// writeRows writes the appended events not yet written, largest statements first.
+func (c *committer) writeRows(ctx context.Context, tx *sql.Tx) error {
 	rows := c.rows
-	for len(rows) > 0 && len(rows)/auditCols >= least {
+	defer func() { clear(c.rows); c.rows = c.rows[:0] }()
+	for len(rows) > 0 {
 		k := min(bits.Len(uint(len(rows)/auditCols))-1, auditRowsLog2)
 		width := auditCols << k
 		if _, err := txExec(ctx, c.s.wstmt, tx, c.s.d.rebind(insertAuditEvents[k]), rows[:width]...); err != nil {
@@ -554,8 +488,5 @@ func (c *committer) writeRows(ctx context.Context, tx *sql.Tx, least int) error 
 		}
 		rows = rows[width:]
 	}
-	n := copy(c.rows, rows)
-	clear(c.rows[n:])
-	c.rows = c.rows[:n]
 	return nil
 }

@@ -125,7 +125,6 @@ func TestContract(t *testing.T) {
 		{"audit tables refuse updates and deletes", testAppendOnly},
 		{"a failing request in a batch does not undo its neighbours", testSavepoints},
 		{"a write whose caller gives up does not fail its neighbours", testCancelledWrite},
-		{"a batch held open for company runs its arrivals at once and answers at its commit", testHeldBatch},
 		{"two instances write their own chains into one database", testTwoInstances},
 		{"migrations are idempotent and safe to race", testMigrations},
 		{"ping checks the schema version", testPing},
@@ -1097,100 +1096,6 @@ func testCancelledWrite(t *testing.T, eng engine) {
 	}
 	// The writer connection is still good.
 	put(t, s, records.Category, records.Object{"sourcedId": "cat-after", "status": "active", "title": "after"})
-}
-
-// testHeldBatch: under load (the batch before had company) a batch stays open for
-// the commit delay. A write arriving meanwhile runs at once, under its own savepoint;
-// nobody is answered before the commit, which keeps the good writes and drops the
-// failing one.
-func testHeldBatch(t *testing.T, eng engine) {
-	const delay = 1500 * time.Millisecond
-	o := eng.fresh(t)
-	o.CommitDelay = delay
-	s := open(t, o)
-	// A batch of several first, so that the next one is held.
-	release, inFirst, first := holdCommitter(s)
-	<-inFirst
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Go(func() {
-			if err := s.Audit(ctx, event("read", "student-1")); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	for s.QueuedWrites() < 3 {
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-
-	opened := time.Now()
-	type answer struct {
-		err error
-		at  time.Time
-	}
-	answers := make(chan answer, 4)
-	send := func(fn func(context.Context, *sqlstore.Tx) error) {
-		go func() {
-			err := s.Write(ctx, fn, event("write", "student-1"))
-			answers <- answer{err, time.Now()}
-		}()
-	}
-	send(nil) // opens the batch
-	ran := make(chan time.Time, 2)
-	category := func(id string) func(context.Context, *sqlstore.Tx) error {
-		return func(ctx context.Context, tx *sqlstore.Tx) error {
-			ran <- time.Now()
-			_, err := tx.Put(ctx, records.Category, records.Object{"sourcedId": id, "status": "active", "title": id}, sqlstore.PutOptions{})
-			return err
-		}
-	}
-	time.Sleep(100 * time.Millisecond)
-	send(category("cat-held-1"))
-	refused := errors.New("refused by the test")
-	send(func(ctx context.Context, tx *sqlstore.Tx) error {
-		if _, err := tx.Put(ctx, records.Category, records.Object{"sourcedId": "cat-held-failed", "status": "active", "title": "failed"}, sqlstore.PutOptions{}); err != nil {
-			return err
-		}
-		return refused
-	})
-	send(category("cat-held-2"))
-	for range 2 {
-		if at := <-ran; at.Sub(opened) >= delay/2 {
-			t.Errorf("a write arriving in a held batch ran %v after the batch opened: it waited for the delay", at.Sub(opened))
-		}
-	}
-	var errs []error
-	for range 4 {
-		a := <-answers
-		if a.at.Sub(opened) < delay*9/10 {
-			t.Errorf("a request was answered %v after the batch opened, before its commit", a.at.Sub(opened))
-		}
-		if a.err != nil {
-			errs = append(errs, a.err)
-		}
-	}
-	if len(errs) != 1 || !errors.Is(errs[0], refused) {
-		t.Fatalf("answers: errors %v, want only the refused write's", errs)
-	}
-	for _, id := range []string{"cat-held-1", "cat-held-2"} {
-		if _, err := s.Get(ctx, sqlstore.Query{Entity: records.Category}, id); err != nil {
-			t.Errorf("%s read back: %v", id, err)
-		}
-	}
-	if _, err := s.Get(ctx, sqlstore.Query{Entity: records.Category}, "cat-held-failed"); err == nil {
-		t.Error("the refused write's category was committed")
-	}
-	if got := count(t, s, "SELECT COUNT(*) FROM audit_events WHERE action = 'write'"); got != 3 {
-		t.Errorf("events of the held batch: %d, want 3 (the refused write's is dropped with it)", got)
-	}
-	if _, err := s.VerifyAudit(ctx); err != nil {
-		t.Errorf("verify: %v", err)
-	}
 }
 
 func testTwoInstances(t *testing.T, eng engine) {
