@@ -5,12 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"registrar/audit"
 	"registrar/gen"
 	"registrar/importer"
 	"registrar/oneroster/query"
@@ -56,53 +52,19 @@ func BenchmarkAuditedGet(b *testing.B) {
 	for _, o := range res.Objects {
 		ids = append(ids, o.ID())
 	}
-	var fields []string
-	for _, f := range records.User.Fields {
-		fields = append(fields, f.Name)
-	}
+	fields := userFields()
 	read := func(k int) error {
 		id := ids[k%len(ids)]
 		q := sqlstore.Query{Entity: records.User, Where: []records.Predicate{isStudent}}
 		if _, err := st.Get(ctx, q, id); err != nil {
 			return err
 		}
-		return st.Audit(ctx, audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "0f9c2a4e-lms", ClientID: "0f9c2a4e-lms", Action: "getStudent",
-			Route: "GET /ims/oneroster/rostering/v1p2/students/{sourcedId}", ResourceType: "user", ResourceID: id, Students: []string{id},
-			Fields: fields, LegalBasis: "school-official", Purpose: "benchmark", Disclosed: true, Outcome: audit.OK, Status: 200, Source: "127.0.0.1"})
+		return st.Audit(ctx, lmsRead(id, fields, k))
 	}
 	for k := range len(ids) { // warm the readers and the statements
 		if err := read(k); err != nil {
 			b.Fatal(err)
 		}
 	}
-	const callers = 64
-	var next atomic.Int64
-	b.ResetTimer()
-	start, cpu := time.Now(), processCPU(b)
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= b.N {
-					return
-				}
-				if err := read(k); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := st.FlushAuditIndex(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if err := st.FlushLog(ctx); err != nil {
-		b.Fatal(err)
-	}
-	elapsed, used := time.Since(start), processCPU(b)-cpu
-	b.StopTimer()
-	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/read")
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reads/s")
+	measureCallers(b, st, read, "cpu-µs/read", "reads/s")
 }

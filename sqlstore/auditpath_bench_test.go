@@ -38,17 +38,35 @@ func BenchmarkAuditedRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
+	fields := userFields()
+	measureCallers(b, st, func(k int) error {
+		return st.Audit(ctx, lmsRead(fmt.Sprintf("student-%05d", k%10000), fields, k))
+	}, "cpu-µs/event", "events/s")
+}
+
+// userFields is every field of a user: what an LMS client's read of one discloses.
+func userFields() []string {
 	var fields []string
 	for _, f := range records.User.Fields {
 		fields = append(fields, f.Name)
 	}
-	event := func(k int) audit.Event {
-		id := fmt.Sprintf("student-%05d", k%10000)
-		return audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "0f9c2a4e-lms", ClientID: "0f9c2a4e-lms", Action: "getStudent",
-			Route: "GET /ims/oneroster/rostering/v1p2/students/{sourcedId}", ResourceType: "user", ResourceID: id, Students: []string{id},
-			Fields: fields, LegalBasis: "school-official", Purpose: "benchmark", Disclosed: true, Outcome: audit.OK, Status: 200,
-			RequestID: fmt.Sprintf("req-%08d", k), Source: "127.0.0.1"}
-	}
+	return fields
+}
+
+// lmsRead is the audit event of an LMS client's GET /students/{id} of student id
+// (the k-th request): a disclosure of fields under the school-official exception.
+func lmsRead(id string, fields []string, k int) audit.Event {
+	return audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "0f9c2a4e-lms", ClientID: "0f9c2a4e-lms", Action: "getStudent",
+		Route: "GET /ims/oneroster/rostering/v1p2/students/{sourcedId}", ResourceType: "user", ResourceID: id, Students: []string{id},
+		Fields: fields, LegalBasis: "school-official", Purpose: "benchmark", Disclosed: true, Outcome: audit.OK, Status: 200,
+		RequestID: fmt.Sprintf("req-%08d", k), Source: "127.0.0.1"}
+}
+
+// measureCallers runs op(k) for every k below b.N from 64 concurrent callers, waits
+// for the indexer and the log-stream copy to catch up, and reports the process's CPU
+// time per op and ops per second under the two units given.
+func measureCallers(b *testing.B, st *sqlstore.Store, op func(k int) error, cpuUnit, rateUnit string) {
+	ctx := context.Background()
 	const callers = 64
 	var next atomic.Int64
 	b.ResetTimer()
@@ -61,7 +79,7 @@ func BenchmarkAuditedRead(b *testing.B) {
 				if k >= b.N {
 					return
 				}
-				if err := st.Audit(ctx, event(k)); err != nil {
+				if err := op(k); err != nil {
 					b.Error(err)
 					return
 				}
@@ -72,10 +90,13 @@ func BenchmarkAuditedRead(b *testing.B) {
 	if err := st.FlushAuditIndex(ctx); err != nil {
 		b.Fatal(err)
 	}
+	if err := st.FlushLog(ctx); err != nil {
+		b.Fatal(err)
+	}
 	elapsed, used := time.Since(start), processCPU(b)-cpu
 	b.StopTimer()
-	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/event")
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(used.Microseconds())/float64(b.N), cpuUnit)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), rateUnit)
 }
 
 func processCPU(b *testing.B) time.Duration {
