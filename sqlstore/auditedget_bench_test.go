@@ -20,9 +20,9 @@ import (
 // make the read's audit event durable, with the indexer and the log-stream copy
 // running as in `registrar serve`. Its reads pay what the commits cost them (SQLite
 // drops a reader's page cache whenever another connection has committed), so it
-// compares builds of the read and audit paths together with less noise than the HTTP
-// pair (go test ./sqlstore -run '^$' -bench AuditedGet -benchtime 100000x); it is
-// not a target.
+// compares builds of the read and audit paths together, without the HTTP layer and
+// the load generator (go test ./sqlstore -run '^$' -bench AuditedGet -benchtime
+// 100000x; scripts/ab to alternate two builds); it is not a target.
 func BenchmarkAuditedGet(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
