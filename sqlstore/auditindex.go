@@ -821,6 +821,16 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 	}
 	args = args[:0]
 	full := make([]any, 0, len(discl)*disclosureWidth) // the one-student disclosures' rows
+	// A run's disclosures mostly name the same fields (one route's, one projection's):
+	// each list is encoded once while the next one is the same.
+	var lastFields []string
+	var lastJSON string
+	fieldsJSON := func(f []string) string {
+		if lastJSON == "" || !slices.Equal(f, lastFields) {
+			lastFields, lastJSON = f, string(jsonenc.AppendStrings(nil, f))
+		}
+		return lastJSON
+	}
 	parties := map[string][2]string{}
 	for i := range discl {
 		d := &discl[i]
@@ -838,18 +848,18 @@ func (ix *indexer) write(ctx context.Context, tx *sql.Tx, src rowQuerier, chain 
 			}
 			d.PartyName, d.ContractRef = p[0], p[1]
 		}
-		fields := jsonenc.AppendStrings(nil, d.Fields)
+		fields := fieldsJSON(d.Fields)
 		required := 0
 		if d.Required {
 			required = 1
 		}
 		if d.Student != "" {
 			full = append(full, d.Student, records.FormatDateTime(d.Time), chain, d.Seq, d.PartyKind, d.PartyID, d.PartyName,
-				d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID)
+				d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, fields, required, d.RequestID)
 			continue
 		}
 		args = append(args, chain, d.Seq, records.FormatDateTime(d.Time), d.PartyKind, d.PartyID, d.PartyName,
-			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, string(fields), required, d.RequestID)
+			d.LegalBasis, d.Purpose, d.ContractRef, d.ResourceType, fields, required, d.RequestID)
 	}
 	if err := flush(insertDisclosureEvent, insertDisclosureEventsMany, disclosureEventWidth); err != nil {
 		return fmt.Errorf("record of disclosures: %w", err)

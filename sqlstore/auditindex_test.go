@@ -610,3 +610,41 @@ func TestDisclosureEntriesIndexTheirStudents(t *testing.T) {
 		}
 	})
 }
+
+// TestDisclosedFieldsFollowEachEvent: one indexer run over disclosures whose field
+// lists change from event to event (the run encodes a list once while the next is the
+// same), one-student and several-student alike, records each event's own fields.
+func TestDisclosedFieldsFollowEachEvent(t *testing.T) {
+	o := engines[0].fresh(t)
+	o.IndexInterval = -1 // one run, at the flush
+	s := open(t, o)
+	const who = "student-f"
+	lists := [][]string{{"givenName"}, {"givenName"}, {"givenName", "familyName"}, {"givenName"}, {}, {"email"}, {"email"}}
+	for i, fields := range lists {
+		students := []string{who}
+		if i%2 == 1 {
+			students = append(students, "other")
+		}
+		ev := audit.Event{PrincipalKind: audit.KindClient, PrincipalID: "lms", Action: "read", Outcome: audit.OK, LegalBasis: "school-official",
+			Purpose: "p", ResourceType: "user", RequestID: fmt.Sprint("f", i), Students: students, Disclosed: true, Fields: fields}
+		if err := s.Audit(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Disclosures(ctx, who, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(lists) {
+		t.Fatalf("%d disclosures recorded, want %d", len(got), len(lists))
+	}
+	for _, d := range got {
+		var i int
+		if _, err := fmt.Sscanf(d.RequestID, "f%d", &i); err != nil {
+			t.Fatalf("request id %q: %v", d.RequestID, err)
+		}
+		if !slices.Equal(d.Fields, lists[i]) {
+			t.Errorf("disclosure %s: fields %q, want %q", d.RequestID, d.Fields, lists[i])
+		}
+	}
+}
