@@ -377,8 +377,11 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 			errs[i] = r.ctx.Err()
 			continue
 		}
-		t := &Tx{s: c.s, tx: tx, conn: conn, now: now, events: append([]audit.Event(nil), r.events...)}
+		// An audit-only request (a read's events) runs no code that could add to its
+		// events: they are appended as the caller made them, with no Tx around them.
+		events := r.events
 		if r.fn != nil {
+			t := &Tx{s: c.s, tx: tx, conn: conn, now: now, events: append([]audit.Event(nil), r.events...)}
 			// A write's statements see the events appended before it.
 			if err := c.writeRows(ctx, tx); err != nil {
 				return err
@@ -406,17 +409,18 @@ func (c *committer) runBatchTx(batch []*commitReq, errs []error) (err error) {
 					return fmt.Errorf("release savepoint: %w", err)
 				}
 			}
+			events = t.events
+			hooks = append(hooks, t.onCommit...)
 		}
-		for j := range t.events {
+		for j := range events {
 			var tail []byte
 			if j < len(r.tails) {
 				tail = r.tails[j]
 			}
-			if err := c.append(ctx, tx, &t.events[j], now, tail); err != nil {
+			if err := c.append(ctx, tx, &events[j], now, tail); err != nil {
 				return err
 			}
 		}
-		hooks = append(hooks, t.onCommit...)
 	}
 	if err := c.writeRows(ctx, tx); err != nil {
 		return err
