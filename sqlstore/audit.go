@@ -143,13 +143,21 @@ func (c *committer) afterBatch(err error) {
 	if err != nil {
 		return
 	}
-	lb := logBatch{events: slices.Clone(c.ck.pending), checkpoint: c.ck.made}
 	if cp := c.ck.made; cp != nil {
 		c.ck.seq, c.ck.at, c.ck.dirty = cp.Seq, c.s.now(), false
 	}
-	if len(lb.events) == 0 && lb.checkpoint == nil {
+	if len(c.ck.pending) == 0 && c.ck.made == nil {
 		return
 	}
+	var events []pendingLog
+	if len(c.ck.pending) > 0 {
+		select {
+		case events = <-c.logFree: // a list the log loop has written, instead of a new one
+		default:
+		}
+		events = append(events, c.ck.pending...)
+	}
+	lb := logBatch{events: events, checkpoint: c.ck.made}
 	c.logq <- lb // written by logLoop in commit order, off the committer's path; a full queue holds the committer rather than drop a line
 }
 
@@ -167,6 +175,13 @@ func (c *committer) logLoop() {
 		c.writeLog(lb)
 		if lb.flushed != nil {
 			close(lb.flushed)
+		}
+		if lb.events != nil {
+			clear(lb.events)
+			select {
+			case c.logFree <- lb.events[:0]:
+			default:
+			}
 		}
 	}
 }

@@ -95,6 +95,7 @@ type committer struct {
 
 	logq    chan logBatch // committed batches' lines for the log stream (audit.go)
 	logDone chan struct{}
+	logFree chan []pendingLog // written batches' event lists, for the next batches to reuse
 }
 
 // insertAuditEvents[k] appends 2^k events in one statement. A batch's events are
@@ -133,7 +134,7 @@ func newCommitter(ctx context.Context, s *Store, chain string, delay time.Durati
 	if err := c.loadCheckpointState(ctx); err != nil {
 		return nil, err
 	}
-	c.logq, c.logDone = make(chan logBatch, 256), make(chan struct{})
+	c.logq, c.logDone, c.logFree = make(chan logBatch, 256), make(chan struct{}), make(chan []pendingLog, 8)
 	go c.logLoop()
 	c.wg.Add(1)
 	go c.run()
