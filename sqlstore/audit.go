@@ -138,6 +138,7 @@ func (c *committer) maybeCheckpoint(ctx context.Context, tx *sql.Tx, now time.Ti
 // outside the database.
 func (c *committer) afterBatch(err error) {
 	defer func() {
+		clear(c.ck.pending) // the batch's events are not kept alive until the next batch
 		c.ck.pending, c.ck.made, c.ck.wish = c.ck.pending[:0], nil, noWish
 	}()
 	if err != nil {
@@ -161,6 +162,10 @@ func (c *committer) afterBatch(err error) {
 	c.logq <- lb // written by logLoop in commit order, off the committer's path; a full queue holds the committer rather than drop a line
 }
 
+// maxFreeLog: a written event list longer than this (a batch of a large import's
+// events) is left to the collector rather than kept for reuse.
+const maxFreeLog = 1024
+
 // logBatch is one committed batch's copy for the log stream.
 type logBatch struct {
 	events     []pendingLog
@@ -176,7 +181,7 @@ func (c *committer) logLoop() {
 		if lb.flushed != nil {
 			close(lb.flushed)
 		}
-		if lb.events != nil {
+		if lb.events != nil && cap(lb.events) <= maxFreeLog {
 			clear(lb.events)
 			select {
 			case c.logFree <- lb.events[:0]:
