@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"registrar/oneroster/query"
 	"registrar/records"
@@ -291,11 +292,39 @@ func sortError(e *records.Entity, name, why string) error {
 }
 
 // scan decodes one row into an object, opening the sealed fields the caller may see.
+// scanBuf is a row's scan destinations, kept between rows in scanBufs.
+type scanBuf struct {
+	dest []any
+	strs []sql.NullString
+	nums []sql.NullFloat64
+}
+
+var scanBufs = sync.Pool{New: func() any { return new(scanBuf) }}
+
+// sized returns the destinations for n columns.
+func (b *scanBuf) sized(n int) ([]any, []sql.NullString, []sql.NullFloat64) {
+	if cap(b.dest) < n {
+		b.dest, b.strs, b.nums = make([]any, n), make([]sql.NullString, n), make([]sql.NullFloat64, n)
+	}
+	return b.dest[:n], b.strs[:n], b.nums[:n]
+}
+
+// put clears what the row left (its strings, the pointers to its sealed columns) and
+// returns the buffer to the pool.
+func (b *scanBuf) put() {
+	clear(b.dest)
+	clear(b.strs)
+	clear(b.nums)
+	scanBufs.Put(b)
+}
+
 func (s *Store) scan(rows *sql.Rows, e *records.Entity, sl selectList, q *Query) (records.Object, error) {
-	// One backing array per kind of destination, not one allocation per column.
-	dest := make([]any, len(sl.fields))
-	strs := make([]sql.NullString, len(sl.fields))
-	var nums []sql.NullFloat64
+	// One backing array per kind of destination, reused from row to row and request
+	// to request, not one allocation per column.
+	sb := scanBufs.Get().(*scanBuf)
+	defer sb.put()
+	n := len(sl.fields)
+	dest, strs, nums := sb.sized(n)
 	var sealed, wrapped []byte
 	for i, f := range sl.fields {
 		switch {
@@ -304,9 +333,6 @@ func (s *Store) scan(rows *sql.Rows, e *records.Entity, sl selectList, q *Query)
 		case i == sl.wrapped:
 			dest[i] = &wrapped
 		case f.Kind == records.KFloat:
-			if nums == nil {
-				nums = make([]sql.NullFloat64, len(sl.fields))
-			}
 			dest[i] = &nums[i]
 		default:
 			dest[i] = &strs[i]
