@@ -7,7 +7,10 @@
 // library, and nothing from registrar.
 package records
 
-import "sort"
+import (
+	"sort"
+	"strings"
+)
 
 // Kind says how a field's value is represented and stored.
 type Kind uint8
@@ -344,16 +347,41 @@ type Predicate struct {
 
 // And joins predicates; an empty list is true.
 func And(ps ...Predicate) Predicate {
-	var out Predicate
+	// Sized first, then written once: this runs for every read.
+	size, parts, nargs := 0, 0, 0
+	var only *Predicate
+	for i := range ps {
+		if ps[i].SQL == "" {
+			continue
+		}
+		size += len(ps[i].SQL) + len("() AND ")
+		parts++
+		nargs += len(ps[i].Args)
+		only = &ps[i]
+	}
+	switch parts {
+	case 0:
+		return Predicate{}
+	case 1:
+		return Predicate{SQL: "(" + only.SQL + ")", Args: append([]any(nil), only.Args...)}
+	}
+	var b strings.Builder
+	b.Grow(size)
+	var args []any
+	if nargs > 0 {
+		args = make([]any, 0, nargs)
+	}
 	for _, p := range ps {
 		if p.SQL == "" {
 			continue
 		}
-		if out.SQL != "" {
-			out.SQL += " AND "
+		if b.Len() > 0 {
+			b.WriteString(" AND ")
 		}
-		out.SQL += "(" + p.SQL + ")"
-		out.Args = append(out.Args, p.Args...)
+		b.WriteString("(")
+		b.WriteString(p.SQL)
+		b.WriteString(")")
+		args = append(args, p.Args...)
 	}
-	return out
+	return Predicate{SQL: b.String(), Args: args}
 }
