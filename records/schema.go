@@ -348,22 +348,15 @@ type Predicate struct {
 // And joins predicates; an empty list is true.
 func And(ps ...Predicate) Predicate {
 	// Sized first, then written once: this runs for every read.
-	size, parts, nargs := 0, 0, 0
-	var only *Predicate
-	for i := range ps {
-		if ps[i].SQL == "" {
-			continue
+	size, nargs := 0, 0
+	for _, p := range ps {
+		if p.SQL != "" {
+			size += len(p.SQL) + len("() AND ")
+			nargs += len(p.Args)
 		}
-		size += len(ps[i].SQL) + len("() AND ")
-		parts++
-		nargs += len(ps[i].Args)
-		only = &ps[i]
 	}
-	switch parts {
-	case 0:
+	if size == 0 {
 		return Predicate{}
-	case 1:
-		return Predicate{SQL: "(" + only.SQL + ")", Args: append([]any(nil), only.Args...)}
 	}
 	var b strings.Builder
 	b.Grow(size)
