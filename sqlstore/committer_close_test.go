@@ -103,10 +103,9 @@ func TestCommitDelayHoldsOnlyUnderLoad(t *testing.T) {
 // server, so under sustained load the committer must leave SQLite's write lock free
 // often enough for another connection to take it. Here a writer whose busy timeout
 // is 500 ms writes 20 times beside 64 callers auditing reads without pause; at most
-// a quarter may be refused (none is, on an idle machine). (The committer holds the lock only from its batch's BEGIN to its
-// COMMIT, not through the commit delay: a build that began the batch's transaction
-// at its first request kept the lock for all but microseconds of each cycle, and
-// such a writer waited 1.9-3.4 s on average, some past 10 s.)
+// a quarter may be refused (none is, on an idle machine). The committer holds the
+// lock only from a batch's BEGIN to its COMMIT, not through the commit delay; a build
+// that held it through the delay had 12-18 of the 20 refused (docs/architecture.md).
 func TestAnotherWriterGetsInBesideLoad(t *testing.T) {
 	path := t.TempDir() + "/r.db"
 	st := open(t, sqlstore.Options{Path: path})
