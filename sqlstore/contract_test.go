@@ -39,7 +39,7 @@ var engines = []engine{
 		return sqlstore.Options{Path: filepath.Join(t.TempDir(), "registrar.db")}
 	}},
 	{"postgres", func(t testing.TB) sqlstore.Options {
-		return sqlstore.Options{URL: postgresServer(t).newDatabase(t)}
+		return sqlstore.Options{URL: postgresServer(t).NewDatabase(t)}
 	}},
 }
 

@@ -48,7 +48,7 @@ func withHost(t testing.TB, raw, hostport string, params ...string) string {
 // audit chain still verifies.
 func TestPostgresOutage(t *testing.T) {
 	t.Parallel()
-	db := postgresServer(t).newDatabase(t)
+	db := postgresServer(t).NewDatabase(t)
 	p := newProxy(t, hostPort(t, db))
 	s := open(t, sqlstore.Options{URL: withHost(t, db, p.addr(), "connect_timeout", "3")})
 	if err := T.Load(ctx, s); err != nil {
@@ -125,11 +125,11 @@ func TestPostgresOutage(t *testing.T) {
 func TestPostgresReaderURL(t *testing.T) {
 	t.Parallel()
 	srv := postgresServer(t)
-	writer, reader := srv.newDatabase(t), srv.newDatabase(t)
+	writer, reader := srv.NewDatabase(t), srv.NewDatabase(t)
 	r := open(t, sqlstore.Options{URL: reader})
 	put(t, r, records.Org, records.Object{"sourcedId": "org-only-on-reader", "status": "active", "name": "Replica", "type": "district"})
 	r.Close()
-	admin, err := pgx.Connect(ctx, srv.admin)
+	admin, err := pgx.Connect(ctx, srv.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestPostgresReaderURL(t *testing.T) {
 func TestPostgresTLS(t *testing.T) {
 	t.Parallel()
 	srv := ownPostgresServer(t)
-	db := srv.newDatabase(t)
+	db := srv.NewDatabase(t)
 	for _, c := range []struct {
 		name string
 		url  string
@@ -168,7 +168,7 @@ func TestPostgresTLS(t *testing.T) {
 		{"verify-full by IP address", withHost(t, db, "", "sslmode", "verify-full")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := open(t, sqlstore.Options{URL: c.url, CAFile: srv.caFile})
+			s := open(t, sqlstore.Options{URL: c.url, CAFile: srv.CAFile})
 			var ssl bool
 			if err := s.RawDB().QueryRowContext(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
 				t.Errorf("connection encrypted: %v, %v; want true", ssl, err)
@@ -196,21 +196,21 @@ func portOf(t testing.TB, raw string) string {
 func TestPostgresPassword(t *testing.T) {
 	t.Parallel()
 	srv := ownPostgresServer(t)
-	db := srv.newDatabase(t)
-	admin, err := pgx.Connect(ctx, srv.admin)
+	db := srv.NewDatabase(t)
+	admin, err := pgx.Connect(ctx, srv.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
 	u, _ := url.Parse(db)
-	if _, err := admin.Exec(ctx, "ALTER DATABASE "+strings.TrimPrefix(u.Path, "/")+" OWNER TO "+srv.pwUser); err != nil {
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+strings.TrimPrefix(u.Path, "/")+" OWNER TO "+srv.PasswordUser); err != nil {
 		t.Fatal(err)
 	}
-	u.User = url.User(srv.pwUser)
+	u.User = url.User(srv.PasswordUser)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	s := open(t, sqlstore.Options{URL: u.String(), Password: srv.pwPass, Logger: log})
+	s := open(t, sqlstore.Options{URL: u.String(), Password: srv.Password, Logger: log})
 	put(t, s, records.Category, records.Object{"sourcedId": "cat-pw", "status": "active", "title": "with a password"})
 
 	const wrong = "Wr0ng-pa55word"
@@ -219,14 +219,14 @@ func TestPostgresPassword(t *testing.T) {
 		t.Fatal("a wrong password was accepted")
 	}
 	inURL := *u
-	inURL.User = url.UserPassword(srv.pwUser, "url-pa55word")
+	inURL.User = url.UserPassword(srv.PasswordUser, "url-pa55word")
 	inURL.Host = "127.0.0.1:notaport"
 	_, err2 := sqlstore.Open(ctx, sqlstore.Options{URL: inURL.String(), Chain: "x", Vault: newVault(t), Logger: log})
 	if err2 == nil {
 		t.Fatal("a URL with a bad port was accepted")
 	}
 	for _, text := range []string{err.Error(), err2.Error(), logs.String()} {
-		for _, secret := range []string{srv.pwPass, wrong, "url-pa55word"} {
+		for _, secret := range []string{srv.Password, wrong, "url-pa55word"} {
 			if strings.Contains(text, secret) {
 				t.Errorf("a password is printed: %q", text)
 			}

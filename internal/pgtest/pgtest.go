@@ -7,18 +7,24 @@
 //
 // Start gives a server of the caller's own, which it may Stop and Restart on the same
 // port and data (the database going away and coming back); Close removes it.
-//
-// sqlstore's own tests have a richer helper (TLS with a CA of the run, a password
-// role): sqlstore/testdb_test.go. Without PostgreSQL, Shared and Start fail with a
+// StartTLS gives one that also serves TLS with a certificate from a CA made for the
+// run (CAFile) and has one role that logs in only with its password (the store's
+// connection tests). Without PostgreSQL, Shared, Start and StartTLS fail with a
 // message saying how to install it; nothing is skipped.
 package pgtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -43,6 +49,10 @@ const InstallHint = "the PostgreSQL tests need a PostgreSQL server: install it (
 type Server struct {
 	// Admin is the URL of its postgres database, as a superuser.
 	Admin string
+	// CAFile is the CA that signed the server's certificate (StartTLS only).
+	CAFile string
+	// PasswordUser logs in over TCP only with Password, by scram-sha-256 (StartTLS only).
+	PasswordUser, Password string
 
 	mu   sync.Mutex
 	host string
@@ -197,7 +207,15 @@ func binDir() (string, error) {
 }
 
 // Start initdbs and starts a server of the caller's own on a free loopback port.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return start(false) }
+
+// StartTLS is Start with TLS (CAFile) and a password role (PasswordUser, Password).
+func StartTLS() (*Server, error) { return start(true) }
+
+// passwordUser is the role StartTLS's server asks a password of.
+const passwordUser = "registrar_pw"
+
+func start(secure bool) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -231,6 +249,11 @@ func Start() (*Server, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
+	if secure {
+		if err := s.secure(); err != nil {
+			return nil, err
+		}
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		if s.port, err = freePort(); err != nil {
 			return nil, err
@@ -243,8 +266,97 @@ func Start() (*Server, error) {
 		return nil, err
 	}
 	s.Admin = fmt.Sprintf("postgres://postgres@%s:%d/postgres?sslmode=disable", s.host, s.port)
+	if secure {
+		if err := s.createPasswordUser(); err != nil {
+			s.stopLocked()
+			return nil, err
+		}
+	}
 	ok = true
 	return s, nil
+}
+
+// secure writes the certificates and a pg_hba.conf that trusts every role but
+// PasswordUser over TCP, before the server first starts.
+func (s *Server) secure() error {
+	var err error
+	if s.CAFile, err = s.writeCerts(); err != nil {
+		return err
+	}
+	s.PasswordUser = passwordUser
+	hba := "local all all trust\nhost all " + passwordUser + " 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
+	return s.writeOwned(filepath.Join(s.data, "pg_hba.conf"), []byte(hba))
+}
+
+func (s *Server) createPasswordUser() error {
+	pw := make([]byte, 12)
+	rand.Read(pw)
+	s.Password = "pw-" + hex.EncodeToString(pw)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.Admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE ROLE "+passwordUser+" LOGIN PASSWORD '"+s.Password+"'")
+	return err
+}
+
+// writeOwned writes a file of the server's, owned by the user it runs as.
+func (s *Server) writeOwned(path string, b []byte) error {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return err
+	}
+	if s.cred != nil {
+		return os.Chown(path, int(s.cred.Uid), int(s.cred.Gid))
+	}
+	return nil
+}
+
+// writeCerts makes a CA and a server certificate for 127.0.0.1 and localhost: the CA
+// in the server's dir, its certificate and key in its data dir.
+func (s *Server) writeCerts() (caFile string, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "registrar test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return "", err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	caFile = filepath.Join(s.dir, "ca.crt")
+	files := map[string][]byte{
+		caFile:                              pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		filepath.Join(s.data, "server.crt"): pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		filepath.Join(s.data, "server.key"): pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+	for path, b := range files {
+		if err := s.writeOwned(path, b); err != nil {
+			return "", err
+		}
+	}
+	return caFile, nil
 }
 
 // run starts postgres in the foreground as a child of this process and waits until
@@ -256,11 +368,15 @@ func (s *Server) run() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.data, "-p", strconv.Itoa(s.port),
-		"-c", "listen_addresses="+s.host,
-		"-c", "unix_socket_directories="+s.dir,
+	args := []string{"-D", s.data, "-p", strconv.Itoa(s.port),
+		"-c", "listen_addresses=" + s.host,
+		"-c", "unix_socket_directories=" + s.dir,
 		"-c", "max_connections=300",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off") // throwaway data
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"} // throwaway data
+	if s.CAFile != "" {
+		args = append(args, "-c", "ssl=on", "-c", "ssl_cert_file="+filepath.Join(s.data, "server.crt"), "-c", "ssl_key_file="+filepath.Join(s.data, "server.key"))
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGINT}
 	started := make(chan error, 1)
