@@ -1,9 +1,9 @@
-// Package pgtest gives tests and benchmarks outside sqlstore a real PostgreSQL server:
-// the one REGISTRAR_TEST_POSTGRES_URL names, or a throwaway server started from the
-// installed programs (initdb from the newest /usr/lib/postgresql/*/bin, or on PATH)
-// with its data in a temp dir, on a free loopback port, trust auth, fsync off. As root
-// it runs the server as the postgres user. Each test gets a database of its own
-// (NewDatabase), so tests and packages can share one server.
+// Package pgtest gives tests and benchmarks a real PostgreSQL server: the one
+// REGISTRAR_TEST_POSTGRES_URL names, or a throwaway server started from the installed
+// programs (initdb from the newest /usr/lib/postgresql/*/bin, or on PATH) with its data
+// in a temp dir, on a free loopback port, trust auth (but for StartTLS's password
+// role), fsync off. As root it runs the server as the postgres user. Each test gets a
+// database of its own (NewDatabase), so tests and packages can share one server.
 //
 // Start gives a server of the caller's own, which it may Stop and Restart on the same
 // port and data (the database going away and coming back); Close removes it.
@@ -61,6 +61,7 @@ type Server struct {
 	dir  string // removed by Close
 	data string
 	cred *syscall.Credential
+	tls  bool // StartTLS: every start serves TLS with the certificate secure wrote
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -268,7 +269,7 @@ func start(secure bool) (*Server, error) {
 	s.Admin = fmt.Sprintf("postgres://postgres@%s:%d/postgres?sslmode=disable", s.host, s.port)
 	if secure {
 		if err := s.createPasswordUser(); err != nil {
-			s.stopLocked()
+			s.stopLocked() // s is not shared yet: no lock to hold
 			return nil, err
 		}
 	}
@@ -283,6 +284,7 @@ func (s *Server) secure() error {
 	if s.CAFile, err = s.writeCerts(); err != nil {
 		return err
 	}
+	s.tls = true
 	s.PasswordUser = passwordUser
 	hba := "local all all trust\nhost all " + passwordUser + " 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
 	return s.writeOwned(filepath.Join(s.data, "pg_hba.conf"), []byte(hba))
@@ -373,7 +375,7 @@ func (s *Server) run() error {
 		"-c", "unix_socket_directories=" + s.dir,
 		"-c", "max_connections=300",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"} // throwaway data
-	if s.CAFile != "" {
+	if s.tls {
 		args = append(args, "-c", "ssl=on", "-c", "ssl_cert_file="+filepath.Join(s.data, "server.crt"), "-c", "ssl_key_file="+filepath.Join(s.data, "server.key"))
 	}
 	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
@@ -450,7 +452,7 @@ func (s *Server) Restart() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dir == "" {
-		return errors.New("pgtest: only a server Start made can restart")
+		return errors.New("pgtest: only a server Start or StartTLS made can restart")
 	}
 	if s.cmd != nil {
 		return nil
@@ -458,7 +460,7 @@ func (s *Server) Restart() error {
 	return s.run()
 }
 
-// Close stops a server Start made and removes its files.
+// Close stops a server Start or StartTLS made and removes its files.
 func (s *Server) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
