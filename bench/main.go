@@ -367,14 +367,25 @@ const (
 )
 
 func measureSize(ctx context.Context, o options, bin string, d *district, rep *report, detail bool) (string, error) {
-	out, err := runCmd(ctx, d.env, bin, "clients", "create", "--name", "bench", "--scope", "roster.readonly roster-demographics.readonly gradebook.readonly gradebook.createput", "--json")
+	newClient := func(name, scope string) (id, secret string, err error) {
+		out, err := runCmd(ctx, d.env, bin, "clients", "create", "--name", name, "--scope", scope, "--json")
+		if err != nil {
+			return "", "", err
+		}
+		i := regexp.MustCompile(`"client_id":"([^"]+)"`).FindStringSubmatch(out)
+		s := regexp.MustCompile(`"client_secret":"([^"]+)"`).FindStringSubmatch(out)
+		if i == nil || s == nil {
+			return "", "", fmt.Errorf("clients create printed %q", out)
+		}
+		return i[1], s[1], nil
+	}
+	id, sec, err := newClient("bench", "roster.readonly roster-demographics.readonly gradebook.readonly gradebook.createput")
 	if err != nil {
 		return "", err
 	}
-	id := regexp.MustCompile(`"client_id":"([^"]+)"`).FindStringSubmatch(out)
-	sec := regexp.MustCompile(`"client_secret":"([^"]+)"`).FindStringSubmatch(out)
-	if id == nil || sec == nil {
-		return "", fmt.Errorf("clients create printed %q", out)
+	adminID, adminSec, err := newClient("bench admin", "admin")
+	if err != nil {
+		return "", err
 	}
 	smp, err := drawSample(ctx, filepath.Join(d.dir, "registrar.db"))
 	if err != nil {
@@ -401,7 +412,11 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 		return "", err
 	}
 	defer srv.stop()
-	tok, err := token(ctx, srv.base, id[1], sec[1])
+	tok, err := token(ctx, srv.base, id, sec)
+	if err != nil {
+		return "", err
+	}
+	adminTok, err := token(ctx, srv.base, adminID, adminSec)
 	if err != nil {
 		return "", err
 	}
@@ -420,10 +435,30 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 			return req, err
 		}
 	}
-	measure := func(name string, mk func(*rand.Rand) (*http.Request, error)) load.Result {
-		res := load.Run(ctx, load.Options{Mix: load.Mix{{Name: name, Weight: 1, Make: mk}}, Duration: o.dur, Workers: o.workers, Seed: 1})
-		fmt.Printf("  %-42s %s\n", name, res)
-		return res
+	// Each side keeps its connections from turn to turn, as a client of either would.
+	bareClient, regClient := load.NewClient(max(o.workers, 256)), load.NewClient(max(o.workers, 256))
+	turn := func(name string, client *http.Client, mk func(*rand.Rand) (*http.Request, error), seed uint64) load.Result {
+		return load.Run(ctx, load.Options{Mix: load.Mix{{Name: name, Weight: 1, Make: mk}}, Duration: o.dur / endpointTurns, Workers: o.workers, Seed: seed, Keep: true, Client: client})
+	}
+	// flushIndex runs the server's indexer up to the trail's head (GET /v1/audit
+	// filtered by a student waits for it), so that the student index of a turn's reads
+	// is written, and timed, in that turn and not in the baseline's after it.
+	flushIndex := func() error {
+		req, err := http.NewRequestWithContext(ctx, "GET", srv.base+"/v1/audit?limit=1&student="+url.QueryEscape(smp.students[0]), nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+adminTok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("flush the student index: GET /v1/audit answered %s", resp.Status)
+		}
+		return nil
 	}
 	fmt.Printf("measuring %d students\n", d.n)
 	type pair struct {
@@ -439,19 +474,28 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 		if strings.Contains(ep.name, "classes") {
 			ids = smp.classes
 		}
-		bare := measure("baseline "+ep.name, pick(ids, ep.barePrefix, ep.suffix))
-		reg := measure("registrar "+ep.name, pick(ids, ep.regPrefix, ep.suffix))
+		// The two take turns, so that the machine's drift in speed falls on both alike
+		// (as in BenchmarkEndpoints); each registrar turn ends once the student index of
+		// its reads is written, and that time is counted in the turn.
+		var bareTurns, regTurns []load.Result
+		for t := range endpointTurns {
+			bareTurns = append(bareTurns, turn("baseline "+ep.name, bareClient, pick(ids, ep.barePrefix, ep.suffix), uint64(t)+1))
+			start := time.Now()
+			r := turn("registrar "+ep.name, regClient, pick(ids, ep.regPrefix, ep.suffix), uint64(t)+1)
+			if err := flushIndex(); err != nil {
+				return "", err
+			}
+			r.Duration = time.Since(start)
+			regTurns = append(regTurns, r)
+		}
+		bare, reg := load.Merge(bareTurns...), load.Merge(regTurns...)
+		fmt.Printf("  %-42s %s\n  %-42s %s\n", "baseline "+ep.name, bare, "registrar "+ep.name, reg)
 		pairs = append(pairs, pair{ep.name, reg, bare})
-		// The server's indexer writes the student index behind the trail every 2 s:
-		// let its last run finish before the next baseline, so it does not run on the
-		// baseline's time. (It is not charged to registrar's figure either; the go test
-		// benchmark, BenchmarkEndpoints, charges it.)
-		time.Sleep(4 * time.Second)
 	}
 	if detail {
 		var b strings.Builder
-		fmt.Fprintf(&b, "District of %d students (%d rows). Closed loop, %d workers, %s per figure, over HTTP on loopback. "+
-			"The baseline is a bare `net/http` handler in the bench process running the same SQL on the same SQLite file, with no authentication, authorization, decryption or audit.\n\n", d.n, d.rows, o.workers, o.dur)
+		fmt.Fprintf(&b, "District of %d students (%d rows). Closed loop, %d workers, %s per figure in %d alternated turns of each side, over HTTP on loopback; each registrar turn ends once the student index of its reads is written (and is timed to then). "+
+			"The baseline is a bare `net/http` handler in the bench process running the same SQL on the same SQLite file, with no authentication, authorization, decryption or audit.\n\n", d.n, d.rows, o.workers, o.dur, endpointTurns)
 		b.WriteString("| endpoint | registrar req/s | p99 | baseline req/s | p99 | ratio |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, p := range pairs {
 			fmt.Fprintf(&b, "| %s | %.0f | %s | %.0f | %s | %.2f |\n", p.name, p.reg.Throughput, msf(p.reg.P99), p.bare.Throughput, msf(p.bare.P99), p.reg.Throughput/p.bare.Throughput)
@@ -468,6 +512,9 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 	row := fmt.Sprintf("| %d | %d | %.0f | %d MiB | %.0f | %.0f |", d.n, d.rows, float64(d.rows)/d.importDur.Seconds(), d.importRSS>>20, pairs[0].reg.Throughput, pairs[1].reg.Throughput)
 	return row, nil
 }
+
+// endpointTurns is how many turns registrar and the baseline take in one figure.
+const endpointTurns = 10
 
 func msf(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 

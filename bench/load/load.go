@@ -202,6 +202,20 @@ func Run(ctx context.Context, o Options) Result {
 	return summarise(col, time.Since(col.start), o.Keep)
 }
 
+// Merge is runs taken as one: every sample of each (the runs must have kept them:
+// Options.Keep) over the sum of their durations. The benchmarks alternate two
+// servers in turns, so that a shared machine's drift in speed falls on both alike,
+// and report each server's turns merged.
+func Merge(runs ...Result) Result {
+	col := &collector{}
+	var d time.Duration
+	for _, r := range runs {
+		col.samples = append(col.samples, r.Samples...)
+		d += r.Duration
+	}
+	return summarise(col, d, false)
+}
+
 func summarise(col *collector, d time.Duration, keep bool) Result {
 	res := Result{Duration: d, ByName: map[string]*NameResult{}}
 	lat := make([]time.Duration, 0, len(col.samples))
