@@ -19,9 +19,8 @@ import (
 	"registrar/authz"
 	"registrar/bench/bare"
 	"registrar/cache"
-	"registrar/gen"
 	"registrar/httpapi"
-	"registrar/importer"
+	"registrar/internal/testdistrict"
 	"registrar/records"
 	"registrar/sqlstore"
 	"registrar/vault"
@@ -53,27 +52,10 @@ func benchEndpoints(b *testing.B, o sqlstore.Options, driver, dsn string, startB
 	if s := os.Getenv("REGISTRAR_BENCH_STUDENTS"); s != "" {
 		students, _ = strconv.Atoi(s)
 	}
-	dir := b.TempDir()
-	cfg := gen.Defaults(students)
-	cfg.LineItemsPerClass = 0 // rostering only: the two endpoints read users and enrollments
-	if _, err := gen.WriteCSV(ctx, filepath.Join(dir, "pkg"), cfg); err != nil {
-		b.Fatal(err)
-	}
-	v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys")})
-	if err != nil {
-		b.Fatal(err)
-	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	o.Chain, o.Vault, o.Logger, o.NoAuditForBenchmarks = "bench", v, log, os.Getenv("REGISTRAR_BENCH_NO_AUDIT") != ""
+	o.Logger, o.NoAuditForBenchmarks = log, os.Getenv("REGISTRAR_BENCH_NO_AUDIT") != ""
 	o.IndexInterval = -1 // runs in registrar's turns only (measureEndpoints)
-	st, err := sqlstore.Open(ctx, o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	if _, err := importer.New(st, log).Import(ctx, filepath.Join(dir, "pkg"), importer.Options{}); err != nil {
-		b.Fatal(err)
-	}
+	st, v := testdistrict.Generated(b, students, o)
 
 	auth, err := authn.New(st, v, time.Hour, nil)
 	if err != nil {

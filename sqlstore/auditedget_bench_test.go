@@ -2,17 +2,13 @@ package sqlstore_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 
-	"registrar/gen"
-	"registrar/importer"
+	"registrar/internal/testdistrict"
 	"registrar/oneroster/query"
 	"registrar/records"
 	"registrar/sqlstore"
-	"registrar/vault"
 )
 
 // BenchmarkAuditedGet is the store's part of GET /students/{id} under load, without
@@ -25,25 +21,7 @@ import (
 // 100000x; scripts/ab to alternate two builds); it is not a target.
 func BenchmarkAuditedGet(b *testing.B) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	cfg := gen.Defaults(10000)
-	cfg.LineItemsPerClass = 0
-	if _, err := gen.WriteCSV(ctx, filepath.Join(dir, "pkg"), cfg); err != nil {
-		b.Fatal(err)
-	}
-	v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: filepath.Join(dir, "r.db"), Chain: "bench", Vault: v, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := importer.New(st, log).Import(ctx, filepath.Join(dir, "pkg"), importer.Options{}); err != nil {
-		b.Fatal(err)
-	}
+	st, _ := testdistrict.Generated(b, 10000, sqlstore.Options{Path: filepath.Join(b.TempDir(), "r.db")})
 	res, err := st.List(ctx, sqlstore.Query{Entity: records.User, Where: []records.Predicate{isStudent}, Page: query.Page{Limit: 1000}})
 	if err != nil {
 		b.Fatal(err)

@@ -291,7 +291,6 @@ func sortError(e *records.Entity, name, why string) error {
 	return &records.Error{Code: records.Invalid, CodeMinor: "invaliddata", Field: "sort", Message: fmt.Sprintf("sort: %q %s", clipID(name), why)}
 }
 
-// scan decodes one row into an object, opening the sealed fields the caller may see.
 // scanBuf is a row's scan destinations, kept between rows in scanBufs.
 type scanBuf struct {
 	dest []any
@@ -318,6 +317,7 @@ func (b *scanBuf) put() {
 	scanBufs.Put(b)
 }
 
+// scan decodes one row into an object, opening the sealed fields the caller may see.
 func (s *Store) scan(rows *sql.Rows, e *records.Entity, sl selectList, q *Query) (records.Object, error) {
 	// One backing array per kind of destination, reused from row to row and request
 	// to request, not one allocation per column.

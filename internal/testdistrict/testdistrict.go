@@ -1,7 +1,9 @@
-// Package testdistrict loads a small hand-designed synthetic district into a store,
-// with relationships chosen to exercise every authorization rule: two schools, teachers
-// with and without shared classes, a minor and an eligible student with guardians, a
-// student in another school, a second district. Every value is fake. Tests only.
+// Package testdistrict gives tests the districts they work on. Load writes a small
+// hand-designed synthetic district into a store, with relationships chosen to exercise
+// every authorization rule: two schools, teachers with and without shared classes, a
+// minor and an eligible student with guardians, a student in another school, a second
+// district. Generated imports a large generated one, for benchmarks. Every value is
+// fake. Tests only.
 package testdistrict
 
 import (
