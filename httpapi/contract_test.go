@@ -1112,7 +1112,7 @@ func countIn(t *testing.T, h *harness, tok, path, key, id string) int {
 	return n
 }
 
-func newWriteHarness(t *testing.T) (*harness, string) {
+func newWriteHarness(t testing.TB) (*harness, string) {
 	h := newHarness(t)
 	seed(t, h, assessmentSeeds...)
 	return h, h.client(authz.AllScopes)
