@@ -11,23 +11,49 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"registrar/authz"
+	"registrar/internal/pgtest"
 	"registrar/records"
 )
 
 // fuzzKinds are the gradebook objects a client PUTs; a fuzz input picks one by index.
 var fuzzKinds = []*records.Entity{records.Category, records.LineItem, records.Result, records.ScoreScale, records.AssessmentLineItem, records.AssessmentResult}
 
-// FuzzGradebookPut PUTs a body to a new sourcedId of one gradebook kind and checks
-// what the answer promises: never 5xx; a 4xx is a OneRoster error and nothing is
-// stored; a 201 is what GET then returns, conforms to the 1.2 schema, and the same
-// PUT again replaces it with 200; DELETE then answers 204 and the object is gone.
+// fuzzEngine is one store a fuzz target sends each input to.
+type fuzzEngine struct {
+	name string
+	h    *harness
+	tok  string
+}
+
+// fuzzEngines are the test district on SQLite and on a PostgreSQL server of its own:
+// each input goes to both, and both must answer it alike.
+func fuzzEngines(f *testing.F) []fuzzEngine {
+	srv, err := pgtest.Start()
+	if err != nil {
+		f.Fatalf("%v\n%s", err, pgtest.InstallHint)
+	}
+	f.Cleanup(srv.Close)
+	lite, liteTok := newWriteHarness(f)
+	pg := newHarnessOn(f, srv.NewDatabase(f))
+	seed(f, pg, assessmentSeeds...)
+	return []fuzzEngine{{"SQLite", lite, liteTok}, {"PostgreSQL", pg, pg.client(authz.AllScopes)}}
+}
+
+// FuzzGradebookPut PUTs a body to a new sourcedId of one gradebook kind, on SQLite and
+// on PostgreSQL, and checks what the answer promises: never 5xx; a 4xx is a OneRoster
+// error and nothing is stored; a 201 is what GET then returns, conforms to the 1.2
+// schema, and the same PUT again replaces it with 200; DELETE then answers 204 and the
+// object is gone. Both engines answer with the same status and, but for
+// dateLastModified, the same object.
 func FuzzGradebookPut(f *testing.F) {
-	h, tok := newWriteHarness(f)
+	engines := fuzzEngines(f)
 	docs, err := loadDocs()
 	if err != nil {
 		f.Fatal(err)
@@ -49,50 +75,86 @@ func FuzzGradebookPut(f *testing.F) {
 	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
 		e := fuzzKinds[int(kind)%len(fuzzKinds)]
 		path := fmt.Sprintf("%s/%s/fz-%d", orG, e.Path, n.Add(1))
-		doc := gb.base + "/" + e.Path + "/{sourcedId}"
-		r, err := trySend(h, "PUT", path, tok, body)
-		if err != nil {
-			t.Fatalf("PUT %s: %v", path, err)
-		}
-		switch {
-		case r.status >= 500:
-			t.Fatalf("PUT %s: status %d: %s\nbody: %s", path, r.status, clipBody(r.body), clipBody(body))
-		case r.status >= 400:
-			var si map[string]any
-			if err := json.Unmarshal(r.body, &si); err != nil || si["imsx_codeMajor"] != "failure" || si["imsx_description"] == "" {
-				t.Fatalf("PUT %s: status %d without a OneRoster error body: %s", path, r.status, clipBody(r.body))
+		var first response
+		for i, en := range engines {
+			r := putChecked(t, en, gb, e, path, body)
+			if i == 0 {
+				first = r
+				continue
 			}
-			if g := send(t, h, "GET", path, tok, nil); g.status != 404 {
-				t.Fatalf("a PUT refused with %d left an object behind (GET: %d %s)\nbody: %s", r.status, g.status, clipBody(g.body), clipBody(body))
+			if r.status != first.status {
+				t.Fatalf("PUT %s: %s answered %d, %s %d\n%s: %s\n%s: %s\nbody: %s", path, engines[0].name, first.status, en.name, r.status,
+					engines[0].name, clipBody(first.body), en.name, clipBody(r.body), clipBody(body))
 			}
-			return
-		case r.status != 201:
-			t.Fatalf("PUT %s creating an object: status %d, want 201: %s", path, r.status, clipBody(r.body))
-		}
-		put := singleOf(t, r, e.Single)
-		validateStored(t, gb, doc, r)
-		g := send(t, h, "GET", path, tok, nil)
-		if g.status != 200 {
-			t.Fatalf("GET after a PUT answered 201: status %d: %s", g.status, clipBody(g.body))
-		}
-		validateStored(t, gb, doc, g)
-		if got := singleOf(t, g, e.Single); !reflect.DeepEqual(got, put) {
-			t.Fatalf("GET after PUT answers\n%v\nwhere the PUT answered\n%v", got, put)
-		}
-		again := send(t, h, "PUT", path, tok, body)
-		if again.status != 200 {
-			t.Fatalf("the same PUT again: status %d, want 200: %s", again.status, clipBody(again.body))
-		}
-		if g := send(t, h, "GET", path, tok, nil); !reflect.DeepEqual(singleOf(t, g, e.Single), singleOf(t, again, e.Single)) {
-			t.Fatalf("GET after the second PUT answers\n%s\nwhere that PUT answered\n%s", g.body, again.body)
-		}
-		if d := send(t, h, "DELETE", path, tok, nil); d.status != 204 {
-			t.Fatalf("DELETE %s: status %d, want 204: %s", path, d.status, clipBody(d.body))
-		}
-		if g := send(t, h, "GET", path, tok, nil); g.status != 404 {
-			t.Fatalf("GET after DELETE: status %d, want 404", g.status)
+			if r.status < 300 {
+				a, b := portable(t, engines[0], first, e.Single), portable(t, en, r, e.Single)
+				if !reflect.DeepEqual(a, b) {
+					t.Fatalf("PUT %s: %s stored\n%v\n%s stored\n%v", path, engines[0].name, a, en.name, b)
+				}
+			}
 		}
 	})
+}
+
+// portable is the object of a single-object answer as both engines must store it:
+// hrefs without the server's address, and no dateLastModified (each store's clock).
+func portable(t *testing.T, en fuzzEngine, r response, key string) map[string]any {
+	t.Helper()
+	r.body = []byte(strings.ReplaceAll(string(r.body), en.h.srv.URL, ""))
+	o := singleOf(t, r, key)
+	delete(o, "dateLastModified")
+	return o
+}
+
+// putChecked PUTs body to path on one engine, checks the answer as FuzzGradebookPut
+// says, and returns it.
+func putChecked(t *testing.T, en fuzzEngine, gb *oaDoc, e *records.Entity, path string, body []byte) response {
+	t.Helper()
+	h, tok := en.h, en.tok
+	doc := gb.base + "/" + e.Path + "/{sourcedId}"
+	r, err := trySend(h, "PUT", path, tok, body)
+	if err != nil {
+		t.Fatalf("%s: PUT %s: %v", en.name, path, err)
+	}
+	switch {
+	case r.status >= 500:
+		t.Fatalf("%s: PUT %s: status %d: %s\nbody: %s", en.name, path, r.status, clipBody(r.body), clipBody(body))
+	case r.status >= 400:
+		var si map[string]any
+		if err := json.Unmarshal(r.body, &si); err != nil || si["imsx_codeMajor"] != "failure" || si["imsx_description"] == "" {
+			t.Fatalf("%s: PUT %s: status %d without a OneRoster error body: %s", en.name, path, r.status, clipBody(r.body))
+		}
+		if g := send(t, h, "GET", path, tok, nil); g.status != 404 {
+			t.Fatalf("%s: a PUT refused with %d left an object behind (GET: %d %s)\nbody: %s", en.name, r.status, g.status, clipBody(g.body), clipBody(body))
+		}
+		return r
+	case r.status != 201:
+		t.Fatalf("%s: PUT %s creating an object: status %d, want 201: %s", en.name, path, r.status, clipBody(r.body))
+	}
+	put := singleOf(t, r, e.Single)
+	validateStored(t, gb, doc, r)
+	g := send(t, h, "GET", path, tok, nil)
+	if g.status != 200 {
+		t.Fatalf("%s: GET after a PUT answered 201: status %d: %s", en.name, g.status, clipBody(g.body))
+	}
+	validateStored(t, gb, doc, g)
+	if got := singleOf(t, g, e.Single); !reflect.DeepEqual(got, put) {
+		t.Fatalf("%s: GET after PUT answers\n%v\nwhere the PUT answered\n%v", en.name, got, put)
+	}
+	again := send(t, h, "PUT", path, tok, body)
+	if again.status != 200 {
+		t.Fatalf("%s: the same PUT again: status %d, want 200: %s", en.name, again.status, clipBody(again.body))
+	}
+	if g := send(t, h, "GET", path, tok, nil); !reflect.DeepEqual(singleOf(t, g, e.Single), singleOf(t, again, e.Single)) {
+		t.Fatalf("%s: GET after the second PUT answers\n%s\nwhere that PUT answered\n%s", en.name, g.body, again.body)
+	}
+	if d := send(t, h, "DELETE", path, tok, nil); d.status != 204 {
+		t.Fatalf("%s: DELETE %s: status %d, want 204: %s", en.name, path, d.status, clipBody(d.body))
+	}
+	if g := send(t, h, "GET", path, tok, nil); g.status != 404 {
+		t.Fatalf("%s: GET after DELETE: status %d, want 404", en.name, g.status)
+	}
+	return again
 }
 
 // validateStored checks that r's body conforms to the schema the document gives
@@ -121,11 +183,12 @@ var fuzzLists = [][2]string{
 	{orG + "/categories", "categories"}, {orG + "/scoreScales", "scoreScales"},
 }
 
-// FuzzCollectionQuery sends a query string to a collection: never 5xx; a 4xx is a
-// OneRoster error; a 200 is the collection's envelope, no longer than the limit asked
-// for, with an X-Total-Count no smaller than the page.
+// FuzzCollectionQuery sends a query string to a collection, on SQLite and on
+// PostgreSQL: never 5xx; a 4xx is a OneRoster error; a 200 is the collection's
+// envelope, no longer than the limit asked for, with an X-Total-Count no smaller than
+// the page. Both engines answer with the same status, count and page.
 func FuzzCollectionQuery(f *testing.F) {
-	h, tok := newWriteHarness(f)
+	engines := fuzzEngines(f)
 	for i, q := range []string{
 		"limit=5&offset=2&sort=sourcedId&orderBy=desc&fields=sourcedId,status",
 		"filter=" + url.QueryEscape("givenName~'a' AND status='active'") + "&sort=familyName",
@@ -142,30 +205,51 @@ func FuzzCollectionQuery(f *testing.F) {
 		if _, err := url.ParseRequestURI(u); err != nil || strings.ContainsAny(query, "#\x7f") || strings.IndexFunc(query, func(r rune) bool { return r < 0x21 }) >= 0 {
 			return // no HTTP client can send this request line
 		}
-		r, err := trySend(h, "GET", u, tok, nil)
-		if err != nil {
-			t.Fatalf("GET %s: %v", u, err)
-		}
-		switch {
-		case r.status >= 500:
-			t.Fatalf("GET %s: status %d: %s", u, r.status, clipBody(r.body))
-		case r.status >= 400:
-			var si map[string]any
-			if err := json.Unmarshal(r.body, &si); err != nil || si["imsx_codeMajor"] != "failure" {
-				t.Fatalf("GET %s: status %d without a OneRoster error body: %s", u, r.status, clipBody(r.body))
+		var first response
+		var firstIDs []string
+		for i, en := range engines {
+			r, ids := queryChecked(t, en, u, l[1], query)
+			if i == 0 {
+				first, firstIDs = r, ids
+				continue
 			}
-			return
-		case r.status != 200:
-			t.Fatalf("GET %s: status %d", u, r.status)
-		}
-		page := listOf(t, r, l[1])
-		total, err := strconv.Atoi(r.header.Get("X-Total-Count"))
-		if err != nil || total < len(page) {
-			t.Fatalf("GET %s: X-Total-Count %q for a page of %d", u, r.header.Get("X-Total-Count"), len(page))
-		}
-		q, _ := url.ParseQuery(query)
-		if lim, err := strconv.Atoi(q.Get("limit")); err == nil && lim > 0 && len(page) > lim {
-			t.Fatalf("GET %s: %d objects for limit %d", u, len(page), lim)
+			if r.status != first.status || r.header.Get("X-Total-Count") != first.header.Get("X-Total-Count") || !slices.Equal(ids, firstIDs) {
+				t.Fatalf("GET %s: %s answered %d (count %q, page %v), %s %d (count %q, page %v)\n%s: %s\n%s: %s", u,
+					engines[0].name, first.status, first.header.Get("X-Total-Count"), firstIDs, en.name, r.status, r.header.Get("X-Total-Count"), ids,
+					engines[0].name, clipBody(first.body), en.name, clipBody(r.body))
+			}
 		}
 	})
+}
+
+// queryChecked GETs u on one engine, checks the answer as FuzzCollectionQuery says,
+// and returns it with the sourcedIds of its page (nil unless 200).
+func queryChecked(t *testing.T, en fuzzEngine, u, key, query string) (response, []string) {
+	t.Helper()
+	r, err := trySend(en.h, "GET", u, en.tok, nil)
+	if err != nil {
+		t.Fatalf("%s: GET %s: %v", en.name, u, err)
+	}
+	switch {
+	case r.status >= 500:
+		t.Fatalf("%s: GET %s: status %d: %s", en.name, u, r.status, clipBody(r.body))
+	case r.status >= 400:
+		var si map[string]any
+		if err := json.Unmarshal(r.body, &si); err != nil || si["imsx_codeMajor"] != "failure" {
+			t.Fatalf("%s: GET %s: status %d without a OneRoster error body: %s", en.name, u, r.status, clipBody(r.body))
+		}
+		return r, nil
+	case r.status != 200:
+		t.Fatalf("%s: GET %s: status %d", en.name, u, r.status)
+	}
+	page := listOf(t, r, key)
+	total, err := strconv.Atoi(r.header.Get("X-Total-Count"))
+	if err != nil || total < len(page) {
+		t.Fatalf("%s: GET %s: X-Total-Count %q for a page of %d", en.name, u, r.header.Get("X-Total-Count"), len(page))
+	}
+	q, _ := url.ParseQuery(query)
+	if lim, err := strconv.Atoi(q.Get("limit")); err == nil && lim > 0 && len(page) > lim {
+		t.Fatalf("%s: GET %s: %d objects for limit %d", en.name, u, len(page), lim)
+	}
+	return r, idsOf(page)
 }
