@@ -315,7 +315,16 @@ func fillAll(pattern, id string) string {
 
 func TestNoRouteAnswers5xxToHostileInput(t *testing.T) {
 	t.Parallel()
-	h, tok := newWriteHarness(t)
+	for _, en := range bothEngines(t) {
+		t.Run(en.name, func(t *testing.T) {
+			t.Parallel()
+			hostileInput(t, en.h, en.tok)
+		})
+	}
+}
+
+// hostileInput sends every route hostile ids, queries, bodies and tokens on h.
+func hostileInput(t *testing.T, h *harness, tok string) {
 	doc, statusInfo := statusInfoSchema(t)
 	ids := []string{"%FF", "%00", "..%2F..%2Fetc%2Fpasswd", strings.Repeat("x", 5000), url.PathEscape("' OR 1=1 --"), "%25"}
 	// Queries that every list shares the parsing of; the others each stress one parser.
@@ -361,7 +370,9 @@ func TestNoRouteAnswers5xxToHostileInput(t *testing.T) {
 				for _, b := range bodies {
 					probes = append(probes, probe{"body " + string(b[:min(len(b), 20)]), fillAll(rt.Pattern, ""), tok, b, nil})
 				}
-				probes = append(probes, probe{"form body", fillAll(rt.Pattern, ""), tok, []byte("a=b&c"), []string{"Content-Type", "application/x-www-form-urlencoded"}})
+				for _, form := range []string{"a=b&c", "grant_type=client_credentials&client_id=%00&client_secret=%00", "grant_type=client_credentials&client_id=%FF%FE&client_secret=x"} {
+					probes = append(probes, probe{"form body " + form, fillAll(rt.Pattern, ""), tok, []byte(form), []string{"Content-Type", "application/x-www-form-urlencoded"}})
+				}
 				probes = append(probes, probe{"no content type", fillAll(rt.Pattern, ""), tok, []byte("{"), []string{"Content-Type", ""}})
 			}
 			for _, bad := range []string{"", "a.b.c"} {

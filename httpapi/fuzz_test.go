@@ -7,6 +7,8 @@ package httpapi_test
 //	go test -run '^$' -fuzz FuzzGradebookPut -fuzztime 5m ./httpapi
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -17,34 +19,14 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"registrar/authn"
 	"registrar/authz"
-	"registrar/internal/pgtest"
 	"registrar/records"
+	"registrar/sqlstore"
 )
 
 // fuzzKinds are the gradebook objects a client PUTs; a fuzz input picks one by index.
 var fuzzKinds = []*records.Entity{records.Category, records.LineItem, records.Result, records.ScoreScale, records.AssessmentLineItem, records.AssessmentResult}
-
-// fuzzEngine is one store a fuzz target sends each input to.
-type fuzzEngine struct {
-	name string
-	h    *harness
-	tok  string
-}
-
-// fuzzEngines are the test district on SQLite and on a PostgreSQL server of its own:
-// each input goes to both, and both must answer it alike.
-func fuzzEngines(f *testing.F) []fuzzEngine {
-	srv, err := pgtest.Start()
-	if err != nil {
-		f.Fatalf("%v\n%s", err, pgtest.InstallHint)
-	}
-	f.Cleanup(srv.Close)
-	lite, liteTok := newWriteHarness(f)
-	pg := newHarnessOn(f, srv.NewDatabase(f))
-	seed(f, pg, assessmentSeeds...)
-	return []fuzzEngine{{"SQLite", lite, liteTok}, {"PostgreSQL", pg, pg.client(authz.AllScopes)}}
-}
 
 // FuzzGradebookPut PUTs a body to a new sourcedId of one gradebook kind, on SQLite and
 // on PostgreSQL, and checks what the answer promises: never 5xx; a 4xx is a OneRoster
@@ -53,7 +35,7 @@ func fuzzEngines(f *testing.F) []fuzzEngine {
 // object is gone. Both engines answer with the same status and, but for
 // dateLastModified, the same object.
 func FuzzGradebookPut(f *testing.F) {
-	engines := fuzzEngines(f)
+	engines := bothEngines(f)
 	docs, err := loadDocs()
 	if err != nil {
 		f.Fatal(err)
@@ -98,7 +80,7 @@ func FuzzGradebookPut(f *testing.F) {
 
 // portable is the object of a single-object answer as both engines must store it:
 // hrefs without the server's address, and no dateLastModified (each store's clock).
-func portable(t *testing.T, en fuzzEngine, r response, key string) map[string]any {
+func portable(t *testing.T, en engine, r response, key string) map[string]any {
 	t.Helper()
 	r.body = []byte(strings.ReplaceAll(string(r.body), en.h.srv.URL, ""))
 	o := singleOf(t, r, key)
@@ -108,7 +90,7 @@ func portable(t *testing.T, en fuzzEngine, r response, key string) map[string]an
 
 // putChecked PUTs body to path on one engine, checks the answer as FuzzGradebookPut
 // says, and returns it.
-func putChecked(t *testing.T, en fuzzEngine, gb *oaDoc, e *records.Entity, path string, body []byte) response {
+func putChecked(t *testing.T, en engine, gb *oaDoc, e *records.Entity, path string, body []byte) response {
 	t.Helper()
 	h, tok := en.h, en.tok
 	doc := gb.base + "/" + e.Path + "/{sourcedId}"
@@ -188,7 +170,7 @@ var fuzzLists = [][2]string{
 // envelope, no longer than the limit asked for, with an X-Total-Count no smaller than
 // the page. Both engines answer with the same status, count and page.
 func FuzzCollectionQuery(f *testing.F) {
-	engines := fuzzEngines(f)
+	engines := bothEngines(f)
 	for i, q := range []string{
 		"limit=5&offset=2&sort=sourcedId&orderBy=desc&fields=sourcedId,status",
 		"filter=" + url.QueryEscape("givenName~'a' AND status='active'") + "&sort=familyName",
@@ -224,7 +206,7 @@ func FuzzCollectionQuery(f *testing.F) {
 
 // queryChecked GETs u on one engine, checks the answer as FuzzCollectionQuery says,
 // and returns it with the sourcedIds of its page (nil unless 200).
-func queryChecked(t *testing.T, en fuzzEngine, u, key, query string) (response, []string) {
+func queryChecked(t *testing.T, en engine, u, key, query string) (response, []string) {
 	t.Helper()
 	r, err := trySend(en.h, "GET", u, en.tok, nil)
 	if err != nil {
@@ -252,4 +234,96 @@ func queryChecked(t *testing.T, en fuzzEngine, u, key, query string) (response, 
 		t.Fatalf("%s: GET %s: %d objects for limit %d", en.name, u, len(page), lim)
 	}
 	return r, idsOf(page)
+}
+
+// The client FuzzTokenEndpoint's seeds authenticate as, registered alike on both
+// engines.
+const (
+	fuzzClientID     = "fz-client"
+	fuzzClientSecret = "fz-secret-7c41d0"
+)
+
+// FuzzTokenEndpoint posts a form, with or without HTTP Basic credentials, to
+// /oauth/token on SQLite and on PostgreSQL: never 5xx; a refusal is an RFC 6749 error
+// (401 with a Basic challenge for invalid_client); a token only for a request that
+// carries the client's secret, with no scope the client was not granted. Both engines
+// answer with the same status.
+func FuzzTokenEndpoint(f *testing.F) {
+	engines := bothEngines(f)
+	granted := []string{authz.RosterCoreReadonly, authz.GradebookReadonly}
+	for _, en := range engines {
+		c := records.Client{ID: fuzzClientID, Name: "fuzz client", SecretHash: authn.HashSecret(fuzzClientSecret), Scopes: granted,
+			Orgs: []string{"*"}, LegalBasis: authz.BasisSchoolOfficial, Purpose: "testing"}
+		if err := en.h.store.Write(context.Background(), func(ctx context.Context, tx *sqlstore.Tx) error { return tx.PutClient(ctx, c) }); err != nil {
+			f.Fatal(err)
+		}
+	}
+	creds := "client_id=" + fuzzClientID + "&client_secret=" + fuzzClientSecret
+	for _, s := range [][2]string{
+		{"grant_type=client_credentials&" + creds, ""},
+		{"grant_type=client_credentials&scope=" + url.QueryEscape(authz.RosterCoreReadonly) + "&" + creds, ""},
+		{"grant_type=client_credentials&scope=" + url.QueryEscape(authz.AllScopes[0]), fuzzClientID + ":" + fuzzClientSecret},
+		{"grant_type=client_credentials", fuzzClientID + ":" + fuzzClientSecret},
+		{"grant_type=client_credentials&client_secret=x", fuzzClientID + ":" + fuzzClientSecret},
+		{"grant_type=password&" + creds, ""},
+		{"grant_type=client_credentials&client_id=%00&client_secret=%FF", ""},
+		{"%zz", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	oauthCodes := []string{"invalid_request", "invalid_client", "unsupported_grant_type", "invalid_scope"}
+	f.Fuzz(func(t *testing.T, form, basic string) {
+		header := []string{"Content-Type", "application/x-www-form-urlencoded"}
+		if basic != "" {
+			header = append(header, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(basic)))
+		}
+		// What the request carries, decoded as RFC 6749 says a server may read it.
+		carried := basic
+		if u, err := url.QueryUnescape(basic); err == nil {
+			carried += "\n" + u
+		}
+		if v, err := url.ParseQuery(form); err == nil {
+			carried += "\n" + v.Get("client_secret")
+		}
+		var first response
+		for i, en := range engines {
+			r, err := trySend(en.h, "POST", "/oauth/token", "", []byte(form), header...)
+			if err != nil {
+				return // a header no HTTP client can send (the Basic value is base64, so not here)
+			}
+			var body map[string]any
+			if err := json.Unmarshal(r.body, &body); err != nil {
+				t.Fatalf("%s: status %d with a body that is not JSON: %s", en.name, r.status, clipBody(r.body))
+			}
+			switch r.status {
+			case 200:
+				if !strings.Contains(carried, fuzzClientSecret) {
+					t.Fatalf("%s: a token for a request without the client's secret: form %q, basic %q", en.name, form, basic)
+				}
+				scope, _ := body["scope"].(string)
+				for _, s := range strings.Fields(scope) {
+					if !slices.Contains(granted, s) {
+						t.Fatalf("%s: token with scope %q, not granted to the client", en.name, s)
+					}
+				}
+				if tok, _ := body["access_token"].(string); tok == "" || body["token_type"] != "Bearer" {
+					t.Fatalf("%s: 200 without a bearer token: %s", en.name, r.body)
+				}
+			case 400, 401:
+				if code, _ := body["error"].(string); !slices.Contains(oauthCodes, code) {
+					t.Fatalf("%s: status %d with error %q, not one of RFC 6749's: %s", en.name, r.status, code, r.body)
+				}
+				if r.status == 401 && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
+					t.Fatalf("%s: 401 without a Basic challenge", en.name)
+				}
+			default:
+				t.Fatalf("%s: status %d: %s", en.name, r.status, clipBody(r.body))
+			}
+			if i == 0 {
+				first = r
+			} else if r.status != first.status {
+				t.Fatalf("form %q, basic %q: %s answered %d, %s %d: %s / %s", form, basic, engines[0].name, first.status, en.name, r.status, first.body, r.body)
+			}
+		}
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"registrar/authn"
 	"registrar/authz"
 	"registrar/httpapi"
+	"registrar/internal/pgtest"
 	"registrar/internal/testdistrict"
 	"registrar/records"
 	"registrar/sqlstore"
@@ -179,4 +180,28 @@ func (h *harness) logText() string {
 	h.lw.mu.Lock()
 	defer h.lw.mu.Unlock()
 	return h.logs.String()
+}
+
+// engine is the test district's server on one store engine, with a token of every
+// scope.
+type engine struct {
+	name string
+	h    *harness
+	tok  string
+}
+
+// bothEngines are the test district, with the assessment seeds, on SQLite and on a
+// PostgreSQL server of its own, for tests that send every input to both: what
+// PostgreSQL refuses and SQLite takes (a NUL byte, text that is not UTF-8) shows
+// only there.
+func bothEngines(tb testing.TB) []engine {
+	srv, err := pgtest.Start()
+	if err != nil {
+		tb.Fatalf("%v\n%s", err, pgtest.InstallHint)
+	}
+	tb.Cleanup(srv.Close)
+	lite, liteTok := newWriteHarness(tb)
+	pg := newHarnessOn(tb, srv.NewDatabase(tb))
+	seed(tb, pg, assessmentSeeds...)
+	return []engine{{"SQLite", lite, liteTok}, {"PostgreSQL", pg, pg.client(authz.AllScopes)}}
 }

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"registrar/audit"
 	"registrar/authn"
@@ -195,6 +196,7 @@ func newRequestID() string {
 // wrap is the chain every route passes: request id, recovery, authentication,
 // metrics and the access log.
 func (s *Server) wrap(rt *route) http.Handler {
+	params := pathParams(rt.pattern)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := &reqCtx{id: newRequestID(), route: rt, start: s.now()}
 		sw := &statusWriter{ResponseWriter: w}
@@ -248,6 +250,15 @@ func (s *Server) wrap(rt *route) http.Handler {
 				sw.Header().Set("X-Redisclosure-Notice", "Education records disclosed under FERPA (34 CFR Part 99); they may not be re-disclosed without consent except as 34 CFR 99.33 allows.")
 			}
 		}
+		for _, name := range params {
+			// No stored id holds a NUL byte or text that is not UTF-8 (records.ValidID),
+			// and PostgreSQL's text cannot even be compared with one: refused here, on
+			// every route and both engines alike, before any query.
+			if v := r.PathValue(name); !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+				s.fail(sw, r, rc, &records.Error{Code: records.Invalid, CodeMinor: "invaliddata", Message: fmt.Sprintf("%s in the path %v", name, records.ValidID(v))})
+				return
+			}
+		}
 		limit := s.maxBody
 		if rt.maxBody > 0 {
 			limit = rt.maxBody
@@ -255,6 +266,26 @@ func (s *Server) wrap(rt *route) http.Handler {
 		r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		rt.h(sw, r, rc)
 	})
+}
+
+// pathParams are the names of pattern's wildcards: "id" for "{id}", "rest" for
+// "{rest...}".
+func pathParams(pattern string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(pattern, '{')
+		if i < 0 {
+			return out
+		}
+		j := strings.IndexByte(pattern[i:], '}')
+		if j < 0 {
+			return out
+		}
+		if name := strings.TrimSuffix(pattern[i+1:i+j], "..."); name != "" {
+			out = append(out, name)
+		}
+		pattern = pattern[i+j+1:]
+	}
 }
 
 // resolve is authz.Resolve, through the cache when there is one.

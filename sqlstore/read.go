@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"registrar/oneroster/query"
 	"registrar/records"
@@ -116,7 +119,11 @@ func (s *Store) readTx(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // unavailable is err as the database not answering (503): nil stays nil, and
-// cancellations and records.Errors pass through unchanged.
+// cancellations and records.Errors pass through unchanged. A PostgreSQL data
+// exception (SQLSTATE class 22: text with a NUL byte or not UTF-8, a number out of
+// range) is the request's value, not the database: 400, with PostgreSQL's words only
+// in the log. Inputs are checked before they reach a query (validText); this is the
+// backstop, so that one that slipped through is never answered "retry".
 func unavailable(what string, err error) error {
 	if err == nil {
 		return nil
@@ -128,7 +135,19 @@ func unavailable(what string, err error) error {
 	if errors.As(err, &re) {
 		return err
 	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22") {
+		return &records.Error{Code: records.Invalid, CodeMinor: "invaliddata", Message: "a value of the request cannot be stored or looked up (" + what + ")", Err: err}
+	}
 	return &records.Error{Code: records.Unavailable, Message: "the database is not answering; retry", Err: fmt.Errorf("%s: %w", what, err)}
+}
+
+// validText reports whether s can be a value of a text column on both engines:
+// PostgreSQL's text holds neither NUL bytes nor anything but UTF-8, where SQLite
+// would take them. A lookup by a value that is not valid text finds nothing on
+// either engine, without asking.
+func validText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // Get returns one object by sourcedId, or NotFound if it does not exist or lies
