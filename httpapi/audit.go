@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"registrar/audit"
 	"registrar/authz"
@@ -109,6 +110,12 @@ func (s *Server) listAuditEvents(w http.ResponseWriter, r *http.Request, rc *req
 		}
 	}
 	q := sqlstore.AuditQuery{Student: qv.Get("student"), Principal: qv.Get("principal"), Action: qv.Get("action"), Chain: qv.Get("chain"), Cursor: qv.Get("cursor")}
+	for _, k := range []string{"student", "principal", "action", "chain"} {
+		if err := textParam(k, qv.Get(k)); err != nil {
+			s.fail(w, r, rc, err)
+			return
+		}
+	}
 	var err error
 	if q.Limit, err = pageLimit(qv); err == nil {
 		if q.From, err = timeParam(qv, "from"); err == nil {
@@ -151,6 +158,20 @@ func (s *Server) listAuditEvents(w http.ResponseWriter, r *http.Request, rc *req
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, body)
+}
+
+// textParam refuses a query parameter that no stored id or name can equal: text
+// that is not UTF-8 or holds a control character (PostgreSQL's text cannot even be
+// compared with a NUL byte; SQLite's can, so both engines answer alike only if it is
+// refused here).
+func textParam(name, v string) error {
+	if !utf8.ValidString(v) {
+		return &records.Error{Code: records.Invalid, Field: name, Message: name + " is not valid UTF-8"}
+	}
+	if strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return &records.Error{Code: records.Invalid, Field: name, Message: name + " contains a control character"}
+	}
+	return nil
 }
 
 func filterDetail(qv url.Values) string {

@@ -366,6 +366,12 @@ func hostileInput(t *testing.T, h *harness, tok string) {
 				}
 				probes = append(probes, probe{"query " + q[:min(len(q), 30)], fillAll(rt.Pattern, "") + "?" + q, tok, nil, nil})
 			}
+			// The parameters of registrar's own routes, with text no stored value holds.
+			for _, name := range []string{"student", "principal", "action", "chain", "cursor", "before", "since", "after", "reason", "mode"} {
+				for _, v := range []string{"%00", "%FF"} {
+					probes = append(probes, probe{"query " + name + "=" + v, fillAll(rt.Pattern, "") + "?" + name + "=" + v, tok, nil, nil})
+				}
+			}
 			if write {
 				for _, b := range bodies {
 					probes = append(probes, probe{"body " + string(b[:min(len(b), 20)]), fillAll(rt.Pattern, ""), tok, b, nil})
@@ -447,6 +453,31 @@ func TestNoRouteAnswers5xxToAClientWithoutScopes(t *testing.T) {
 			}
 			if r := send(t, h, rt.Method, fillAll(rt.Pattern, ""), tok, body); r.status >= 500 {
 				t.Errorf("status %d: %s", r.status, clipBody(r.body))
+			}
+		})
+	}
+}
+
+// Query parameters that no stored value can equal (a NUL byte, a control character,
+// bytes that are not UTF-8) are refused alike on both engines, where PostgreSQL
+// could not even compare them and SQLite would look them up and find nothing.
+func TestTextParametersAreRefusedOnBothEngines(t *testing.T) {
+	t.Parallel()
+	for _, en := range bothEngines(t) {
+		t.Run(en.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tt := range []struct{ query, mention string }{
+				{"student=%00", "control"}, {"student=a%01b", "control"}, {"principal=%FF", "UTF-8"},
+				{"action=read%00", "control"}, {"chain=%C3", "UTF-8"},
+			} {
+				r := send(t, en.h, "GET", "/v1/audit?"+tt.query, en.tok, nil)
+				name, _, _ := strings.Cut(tt.query, "=")
+				if r.status != 400 || !strings.Contains(string(r.body), name) || !strings.Contains(string(r.body), tt.mention) {
+					t.Errorf("GET /v1/audit?%s: %d %s, want 400 naming %s and %q", tt.query, r.status, clipBody(r.body), name, tt.mention)
+				}
+			}
+			if r := send(t, en.h, "GET", "/v1/audit?student="+testdistrict.Student3, en.tok, nil); r.status != 200 {
+				t.Errorf("GET /v1/audit?student=%s: %d %s", testdistrict.Student3, r.status, clipBody(r.body))
 			}
 		})
 	}

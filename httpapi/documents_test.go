@@ -292,6 +292,8 @@ func TestPurgeThroughTheAPI(t *testing.T) {
 		"a roster client may not delete a student":    {h.client([]string{authz.RosterReadonly}), testdistrict.Minor, 403},
 		"an unknown student is not found":             {admin, "nobody", 404},
 		"a teacher is not deleted through this route": {admin, testdistrict.TeacherA, 404},
+		"a reason with a NUL byte is refused":         {admin, testdistrict.Minor + "?reason=req%00", 400},
+		"a reason that is not UTF-8 is refused":       {admin, testdistrict.Minor + "?reason=req%FF", 400},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if r := h.send("DELETE", "/v1/students/"+c.id, c.tok, "", nil); r.status != c.want {

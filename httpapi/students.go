@@ -250,6 +250,10 @@ func (s *Server) purgeStudent(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		s.fail(w, r, rc, &records.Error{Code: records.Invalid, Field: "reason", Message: "reason is at most 200 characters: a reference such as a request number"})
 		return
 	}
+	if err := textParam("reason", reason); err != nil {
+		s.fail(w, r, rc, err)
+		return
+	}
 	req := sqlstore.PurgeRequest{Student: id, Reason: reason, Event: rc.event, Signer: s.Students.Signer}
 	if s.Students.Documents != nil {
 		req.Documents = s.Students.Documents
