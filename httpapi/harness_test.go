@@ -191,17 +191,12 @@ type engine struct {
 }
 
 // bothEngines are the test district, with the assessment seeds, on SQLite and on a
-// PostgreSQL server of its own, for tests that send every input to both: what
+// PostgreSQL database of its own (on the server pgtest.Shared gives), for tests that send every input to both: what
 // PostgreSQL refuses and SQLite takes (a NUL byte, text that is not UTF-8) shows
 // only there.
 func bothEngines(tb testing.TB) []engine {
-	srv, err := pgtest.Start()
-	if err != nil {
-		tb.Fatalf("%v\n%s", err, pgtest.InstallHint)
-	}
-	tb.Cleanup(srv.Close)
 	lite, liteTok := newWriteHarness(tb)
-	pg := newHarnessOn(tb, srv.NewDatabase(tb))
+	pg := newHarnessOn(tb, pgtest.Shared(tb).NewDatabase(tb))
 	seed(tb, pg, assessmentSeeds...)
 	return []engine{{"SQLite", lite, liteTok}, {"PostgreSQL", pg, pg.client(authz.AllScopes)}}
 }

@@ -115,12 +115,18 @@ func newStore(t testing.TB) *testStore {
 
 func openStore(t testing.TB, dir string) *testStore {
 	t.Helper()
+	return openStoreOn(t, dir, engineOf(t))
+}
+
+// openStoreOn is openStore on the engine named ("sqlite" or "postgres").
+func openStoreOn(t testing.TB, dir, engine string) *testStore {
+	t.Helper()
 	v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := sqlstore.Options{Path: filepath.Join(dir, "registrar.db"), Chain: "test", Vault: v, Logger: discard()}
-	if engineOf(t) == "postgres" {
+	if engine == "postgres" {
 		o.URL = pgtest.Shared(t).NewDatabase(t)
 	}
 	st, err := sqlstore.Open(context.Background(), o)

@@ -1,0 +1,101 @@
+package importer_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"registrar/importer"
+)
+
+// fuzzDeltaFiles are the files of the delta golden package a FuzzImportOnBothEngines
+// input replaces, by index.
+var fuzzDeltaFiles = []string{"users.csv", "enrollments.csv", "classes.csv", "roles.csv", "manifest.csv"}
+
+// FuzzImportOnBothEngines imports the delta golden package with one of its files
+// replaced by the input, into the bulk golden district on SQLite and on PostgreSQL
+// alike: an import either succeeds on both with the same summary, or is refused on
+// both with the same problems and nothing written (every table's rows as they were);
+// never another kind of error. The stores carry over from input to input, the same
+// on both engines.
+//
+//	go test -run '^$' -fuzz FuzzImportOnBothEngines -fuzztime 5m ./importer
+func FuzzImportOnBothEngines(f *testing.F) {
+	stores := []*testStore{openStoreOn(f, f.TempDir(), "sqlite"), openStoreOn(f, f.TempDir(), "postgres")}
+	for _, st := range stores {
+		mustImport(f, st, golden("bulk"))
+	}
+	for i, name := range fuzzDeltaFiles {
+		b, err := os.ReadFile(filepath.Join(golden("delta"), name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(uint8(i), b)
+	}
+	f.Add(uint8(0), []byte("sourcedId,status,dateLastModified,enabledUser,username,givenName,familyName\nu-s1,active,,true,s\x00m,Sam,Student\n"))
+	f.Add(uint8(0), []byte("sourcedId,status,dateLastModified,enabledUser,username,givenName,familyName\nu-s1,active,,true,sam,S\xffm,Student\n"))
+	f.Fuzz(func(t *testing.T, which uint8, content []byte) {
+		name := fuzzDeltaFiles[int(which)%len(fuzzDeltaFiles)]
+		pkg := t.TempDir()
+		ents, err := os.ReadDir(golden("delta"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(golden("delta"), e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Name() == name {
+				b = content
+			}
+			if err := os.WriteFile(filepath.Join(pkg, e.Name()), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		type outcome struct {
+			sum      *importer.Summary
+			problems string
+		}
+		var first outcome
+		for i, st := range stores {
+			before := digest(t, st.db())
+			sum, err := importer.New(st.Store, discard()).Import(context.Background(), pkg, importer.Options{Event: operator()})
+			var o outcome
+			var ie *importer.InvalidError
+			switch {
+			case err == nil:
+				o.sum = sum
+			case errors.As(err, &ie):
+				o.problems = importer.Lines(ie, 50)
+				if after := digest(t, st.db()); after != before {
+					t.Fatalf("%s: a refused import changed the database:\n%s", engineName(i), o.problems)
+				}
+			default:
+				t.Fatalf("%s: import of %s %q: %v (want success or problems)", engineName(i), name, clip(content), err)
+			}
+			if i == 0 {
+				first = o
+				continue
+			}
+			if (o.sum == nil) != (first.sum == nil) || o.problems != first.problems {
+				t.Fatalf("%s %q: SQLite: %v / %s\nPostgreSQL: %v / %s", name, clip(content), first.sum != nil, first.problems, o.sum != nil, o.problems)
+			}
+			if o.sum != nil && !reflect.DeepEqual(o.sum.Files, first.sum.Files) {
+				t.Fatalf("%s %q: SQLite imported %+v, PostgreSQL %+v", name, clip(content), first.sum.Files, o.sum.Files)
+			}
+		}
+	})
+}
+
+func engineName(i int) string { return []string{"SQLite", "PostgreSQL"}[i] }
+
+func clip(b []byte) string {
+	if len(b) > 300 {
+		return string(b[:300]) + "..."
+	}
+	return string(b)
+}
