@@ -2,13 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"registrar/audit"
 	"registrar/authz"
@@ -160,16 +160,11 @@ func (s *Server) listAuditEvents(w http.ResponseWriter, r *http.Request, rc *req
 	writeJSON(w, http.StatusOK, body)
 }
 
-// textParam refuses a query parameter that no stored id or name can equal: text
-// that is not UTF-8 or holds a control character (PostgreSQL's text cannot even be
-// compared with a NUL byte; SQLite's can, so both engines answer alike only if it is
-// refused here).
+// textParam refuses a query parameter that no stored id or name can equal
+// (records.ValidText).
 func textParam(name, v string) error {
-	if !utf8.ValidString(v) {
-		return &records.Error{Code: records.Invalid, Field: name, Message: name + " is not valid UTF-8"}
-	}
-	if strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return &records.Error{Code: records.Invalid, Field: name, Message: name + " contains a control character"}
+	if err := records.ValidText(v); err != nil {
+		return &records.Error{Code: records.Invalid, Field: name, Message: fmt.Sprintf("%s %v", name, err)}
 	}
 	return nil
 }

@@ -24,7 +24,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"registrar/audit"
 	"registrar/authn"
@@ -251,11 +250,10 @@ func (s *Server) wrap(rt *route) http.Handler {
 			}
 		}
 		for _, name := range params {
-			// No stored id holds a NUL byte or text that is not UTF-8 (records.ValidID),
-			// and PostgreSQL's text cannot even be compared with one: refused here, on
-			// every route and both engines alike, before any query.
-			if v := r.PathValue(name); !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
-				s.fail(sw, r, rc, &records.Error{Code: records.Invalid, CodeMinor: "invaliddata", Message: fmt.Sprintf("%s in the path %v", name, records.ValidID(v))})
+			// Refused here, on every route and both engines alike, before any query
+			// (records.ValidText: PostgreSQL cannot compare such text).
+			if err := records.ValidText(r.PathValue(name)); err != nil {
+				s.fail(sw, r, rc, &records.Error{Code: records.Invalid, CodeMinor: "invaliddata", Message: fmt.Sprintf("%s in the path %v", name, err)})
 				return
 			}
 		}

@@ -23,6 +23,22 @@ const (
 
 var extPattern = regexp.MustCompile(`^ext:[a-zA-Z0-9.\-_]+$`)
 
+// ValidText checks text a request names something by (a path value, a query filter,
+// a reason): UTF-8 with no control character. No stored id or name is anything else,
+// and PostgreSQL's text cannot even be compared with a NUL byte or bytes that are not
+// UTF-8, so such a value is refused before it reaches a query, alike on both engines.
+func ValidText(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("is not valid UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("contains a control character")
+		}
+	}
+	return nil
+}
+
 // ValidID checks a sourcedId: printable, no spaces at either end, at most MaxID bytes.
 func ValidID(id string) error {
 	switch {
@@ -35,12 +51,7 @@ func ValidID(id string) error {
 	case strings.TrimSpace(id) != id:
 		return fmt.Errorf("has leading or trailing spaces")
 	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("contains a control character")
-		}
-	}
-	return nil
+	return ValidText(id)
 }
 
 // ParseDate checks YYYY-MM-DD.

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -861,6 +862,11 @@ func (s *Store) AuditEvents(ctx context.Context, q AuditQuery) ([]audit.Entry, s
 		var c auditCursor
 		if err == nil {
 			err = json.Unmarshal(raw, &c)
+		}
+		if err == nil {
+			// Its time and chain go into the query: text a stored event's could be.
+			_, err = records.ParseDateTime(c.Time)
+			err = cmp.Or(err, records.ValidText(c.Chain))
 		}
 		if err != nil {
 			return nil, "", &records.Error{Code: records.Invalid, Field: "cursor", Message: "cursor: not a cursor from a previous page"}

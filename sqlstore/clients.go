@@ -74,7 +74,7 @@ func (s *Store) RecentClient(ctx context.Context, id string) (records.Client, er
 
 // Client returns one client, revoked or not.
 func (s *Store) Client(ctx context.Context, id string) (records.Client, error) {
-	if !validText(id) {
+	if records.ValidText(id) != nil { // no client id is such text; PostgreSQL could not compare it
 		return records.Client{}, &records.Error{Code: records.NotFound, Message: "no client " + clipID(id)}
 	}
 	q := s.d.rebind("SELECT " + clientCols + " FROM clients WHERE client_id = ?")

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -119,11 +118,12 @@ func (s *Store) readTx(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // unavailable is err as the database not answering (503): nil stays nil, and
-// cancellations and records.Errors pass through unchanged. A PostgreSQL data
-// exception (SQLSTATE class 22: text with a NUL byte or not UTF-8, a number out of
-// range) is the request's value, not the database: 400, with PostgreSQL's words only
-// in the log. Inputs are checked before they reach a query (validText); this is the
-// backstop, so that one that slipped through is never answered "retry".
+// cancellations and records.Errors pass through unchanged. One kind of database
+// error is the request's value instead: text PostgreSQL cannot hold or compare (a
+// NUL byte, bytes that are not UTF-8: SQLSTATE 22021, 22P05), answered 400 as the
+// same value is on SQLite's side by the input checks (records.ValidText). This is the
+// backstop behind those checks, so that one that slipped through is never answered
+// "retry"; other data exceptions stay errors of the database.
 func unavailable(what string, err error) error {
 	if err == nil {
 		return nil
@@ -136,18 +136,10 @@ func unavailable(what string, err error) error {
 		return err
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22") {
+	if errors.As(err, &pe) && (pe.Code == "22021" || pe.Code == "22P05") {
 		return &records.Error{Code: records.Invalid, CodeMinor: "invaliddata", Message: "a value of the request cannot be stored or looked up (" + what + ")", Err: err}
 	}
 	return &records.Error{Code: records.Unavailable, Message: "the database is not answering; retry", Err: fmt.Errorf("%s: %w", what, err)}
-}
-
-// validText reports whether s can be a value of a text column on both engines:
-// PostgreSQL's text holds neither NUL bytes nor anything but UTF-8, where SQLite
-// would take them. A lookup by a value that is not valid text finds nothing on
-// either engine, without asking.
-func validText(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // Get returns one object by sourcedId, or NotFound if it does not exist or lies
@@ -191,9 +183,14 @@ func notFound(e *records.Entity, id string) error {
 
 func clipID(id string) string {
 	if len(id) > 80 {
-		return id[:77] + "..."
+		id = id[:77] + "..."
 	}
-	return strings.ToValidUTF8(id, "?")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(id, "?"))
 }
 
 // Exists reports whether id is a visible object of e (for nested routes: the parent
