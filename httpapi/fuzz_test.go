@@ -21,6 +21,7 @@ import (
 
 	"registrar/authn"
 	"registrar/authz"
+	"registrar/internal/testdistrict"
 	"registrar/records"
 	"registrar/sqlstore"
 )
@@ -165,12 +166,30 @@ var fuzzLists = [][2]string{
 	{orG + "/categories", "categories"}, {orG + "/scoreScales", "scoreScales"},
 }
 
-// FuzzCollectionQuery sends a query string to a collection, on SQLite and on
-// PostgreSQL: never 5xx; a 4xx is a OneRoster error; a 200 is the collection's
-// envelope, no longer than the limit asked for, with an X-Total-Count no smaller than
-// the page. Both engines answer with the same status, count and page.
+// fuzzCallers are whom FuzzCollectionQuery asks as, by index: the client of every
+// scope (the engine's token), then people of each kind by a local token. Their scopes
+// are SQL predicates written per engine (authz), so both engines must show each the
+// same rows.
+var fuzzCallers = []string{"", testdistrict.TeacherA, testdistrict.Guardian, testdistrict.Minor, testdistrict.Eligible,
+	testdistrict.Counselor, testdistrict.PrincipalA, testdistrict.Admin}
+
+// FuzzCollectionQuery sends a query string to a collection, as one of fuzzCallers,
+// on SQLite and on PostgreSQL: never 5xx; a 4xx is a OneRoster error; a 200 is the
+// collection's envelope, no longer than the limit asked for, with an X-Total-Count no
+// smaller than the page. Both engines answer with the same status, count and page.
 func FuzzCollectionQuery(f *testing.F) {
 	engines := bothEngines(f)
+	// tokens[caller][engine]
+	tokens := make([][]string, len(fuzzCallers))
+	for i, who := range fuzzCallers {
+		for _, en := range engines {
+			tok := en.tok
+			if who != "" {
+				tok = en.h.user(who)
+			}
+			tokens[i] = append(tokens[i], tok)
+		}
+	}
 	for i, q := range []string{
 		"limit=5&offset=2&sort=sourcedId&orderBy=desc&fields=sourcedId,status",
 		"filter=" + url.QueryEscape("givenName~'a' AND status='active'") + "&sort=familyName",
@@ -179,10 +198,11 @@ func FuzzCollectionQuery(f *testing.F) {
 		"limit=0", "limit=-1", "offset=99999", "fields=nope", "sort=nope", "filter=" + url.QueryEscape("score>=10"),
 		"filter=" + url.QueryEscape("sourcedId='1' AND (status='active')"), "orderBy=asc", "limit=1&limit=2",
 	} {
-		f.Add(uint8(i), q)
+		f.Add(uint8(i), uint8(i), q)
 	}
-	f.Fuzz(func(t *testing.T, which uint8, query string) {
+	f.Fuzz(func(t *testing.T, which, caller uint8, query string) {
 		l := fuzzLists[int(which)%len(fuzzLists)]
+		who := int(caller) % len(fuzzCallers)
 		u := l[0] + "?" + query
 		if _, err := url.ParseRequestURI(u); err != nil || strings.ContainsAny(query, "#\x7f") || strings.IndexFunc(query, func(r rune) bool { return r < 0x21 }) >= 0 {
 			return // no HTTP client can send this request line
@@ -190,13 +210,14 @@ func FuzzCollectionQuery(f *testing.F) {
 		var first response
 		var firstIDs []string
 		for i, en := range engines {
+			en.tok = tokens[who][i]
 			r, ids := queryChecked(t, en, u, l[1], query)
 			if i == 0 {
 				first, firstIDs = r, ids
 				continue
 			}
 			if r.status != first.status || r.header.Get("X-Total-Count") != first.header.Get("X-Total-Count") || !slices.Equal(ids, firstIDs) {
-				t.Fatalf("GET %s: %s answered %d (count %q, page %v), %s %d (count %q, page %v)\n%s: %s\n%s: %s", u,
+				t.Fatalf("GET %s as %q: %s answered %d (count %q, page %v), %s %d (count %q, page %v)\n%s: %s\n%s: %s", u, fuzzCallers[who],
 					engines[0].name, first.status, first.header.Get("X-Total-Count"), firstIDs, en.name, r.status, r.header.Get("X-Total-Count"), ids,
 					engines[0].name, clipBody(first.body), en.name, clipBody(r.body))
 			}
