@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"registrar/internal/pgtest"
 	"registrar/records"
 	"registrar/sqlstore"
 	"registrar/stream"
@@ -17,9 +18,37 @@ import (
 	"registrar/vault"
 )
 
-func TestMain(m *testing.M) { os.Exit(streamtest.Main(m)) }
+// TestMain stops the Kinesis emulator and the PostgreSQL server the tests started.
+func TestMain(m *testing.M) { os.Exit(streamtest.Main(pgMain{m})) }
 
-// newStore opens an empty store in a temp dir.
+// pgMain runs the tests under pgtest.Main, which stops the shared PostgreSQL server.
+type pgMain struct{ m *testing.M }
+
+func (p pgMain) Run() int { return pgtest.Main(p.m) }
+
+// The store-backed tests run on both engines: the embedded stream, its leases and
+// checkpoints, the inbox and the outbox are SQL of their own on each. forEachEngine
+// runs a test as the subtests "sqlite" and "postgres"; newStore and newDistrict open
+// the engine of the subtest they are called in (engineOf). PostgreSQL is the server
+// pgtest.Shared gives, a fresh database per store.
+
+// forEachEngine runs fn as a subtest per engine, one after the other.
+func forEachEngine(t *testing.T, fn func(t *testing.T)) {
+	t.Helper()
+	for _, eng := range []string{"sqlite", "postgres"} {
+		t.Run(eng, fn)
+	}
+}
+
+// engineOf is the engine of the forEachEngine subtest t is (or is nested in).
+func engineOf(t testing.TB) string {
+	if strings.Contains(t.Name()+"/", "/postgres/") {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// newStore opens an empty store in a temp dir, on the engine of the test.
 func newStore(t testing.TB) *sqlstore.Store {
 	t.Helper()
 	dir := t.TempDir()
@@ -27,8 +56,12 @@ func newStore(t testing.TB) *sqlstore.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlstore.Open(context.Background(), sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	o := sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if engineOf(t) == "postgres" {
+		o.URL = pgtest.Shared(t).NewDatabase(t)
+	}
+	st, err := sqlstore.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +84,9 @@ var implementations = []struct {
 }{
 	{"embedded", func(t *testing.T, shards int) stream.Stream {
 		return stream.NewEmbedded(newStore(t), "contract", shards)
+	}},
+	{"embedded/postgres", func(t *testing.T, shards int) stream.Stream {
+		return stream.NewEmbedded(newStore(t), "contract", shards) // engineOf: the name says postgres
 	}},
 	{"kinesis", func(t *testing.T, shards int) stream.Stream {
 		return streamtest.New(t, streamtest.StreamName(t), shards, nil)

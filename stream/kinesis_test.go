@@ -140,6 +140,10 @@ func userMessages(prefix string, n int, family string) []stream.Message {
 }
 
 func TestThrottlingResetsAndExpiredIteratorsLoseNothing(t *testing.T) {
+	forEachEngine(t, testThrottlingResetsAndExpiredIteratorsLoseNothing)
+}
+
+func testThrottlingResetsAndExpiredIteratorsLoseNothing(t *testing.T) {
 	d := newDistrict(t)
 	ctx := context.Background()
 	sis := d.client(t, []string{authz.AdminScope})
@@ -188,6 +192,10 @@ func TestThrottlingResetsAndExpiredIteratorsLoseNothing(t *testing.T) {
 }
 
 func TestReshardingKeepsEveryEventAndPerKeyOrder(t *testing.T) {
+	forEachEngine(t, testReshardingKeepsEveryEventAndPerKeyOrder)
+}
+
+func testReshardingKeepsEveryEventAndPerKeyOrder(t *testing.T) {
 	d := newDistrict(t)
 	ctx := context.Background()
 	sis := d.client(t, []string{authz.AdminScope})

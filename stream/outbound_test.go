@@ -17,6 +17,10 @@ import (
 // dependency flag are in the change log (the scope cache watches them) but are not
 // OneRoster entities, so they are skipped, and the relay moves on past them.
 func TestOutboundRelayPublishesOneRosterChangesOnly(t *testing.T) {
+	forEachEngine(t, testOutboundRelayPublishesOneRosterChangesOnly)
+}
+
+func testOutboundRelayPublishesOneRosterChangesOnly(t *testing.T) {
 	d := newDistrict(t)
 	ctx := context.Background()
 	if err := d.store.Write(ctx, func(ctx context.Context, tx *sqlstore.Tx) error {

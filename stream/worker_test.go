@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"registrar/authn"
 	"registrar/authz"
+	"registrar/internal/pgtest"
 	"registrar/internal/testdistrict"
 	"registrar/records"
 	"registrar/sqlstore"
@@ -20,10 +22,12 @@ import (
 	"registrar/vault"
 )
 
-// district is a store loaded with the test district, and its file's path.
+// district is a store loaded with the test district, on the engine of the test
+// (engineOf), and its file's path or its PostgreSQL URL.
 type district struct {
 	store *sqlstore.Store
 	path  string
+	url   string // the PostgreSQL database, "" on SQLite
 	logs  *syncBuffer
 }
 
@@ -53,7 +57,11 @@ func newDistrict(t testing.TB) *district {
 	}
 	logs := &syncBuffer{}
 	path := dir + "/registrar.db"
-	st, err := sqlstore.Open(context.Background(), sqlstore.Options{Path: path, Chain: "test", Vault: v, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	o := sqlstore.Options{Path: path, Chain: "test", Vault: v, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
+	if engineOf(t) == "postgres" {
+		o.URL = pgtest.Shared(t).NewDatabase(t)
+	}
+	st, err := sqlstore.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +74,7 @@ func newDistrict(t testing.TB) *district {
 	if err := testdistrict.Load(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
-	return &district{store: st, path: path, logs: logs}
+	return &district{store: st, path: path, url: o.URL, logs: logs}
 }
 
 // client registers an API client and returns its id.
@@ -83,10 +91,20 @@ func (d *district) client(t testing.TB, scopes []string, orgs ...string) string 
 	return c.ID
 }
 
-// count runs a COUNT query on the store's file through a connection of its own.
+// count runs a COUNT query on the store's database through a connection of its own
+// (? placeholders, rewritten for PostgreSQL).
 func (d *district) count(t testing.TB, q string, args ...any) int {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+d.path+"?_pragma=busy_timeout(10000)&mode=ro")
+	var db *sql.DB
+	var err error
+	if d.url != "" {
+		for n := 1; strings.Contains(q, "?"); n++ {
+			q = strings.Replace(q, "?", "$"+strconv.Itoa(n), 1)
+		}
+		db, err = sql.Open("pgx", d.url)
+	} else {
+		db, err = sql.Open("sqlite", "file:"+d.path+"?_pragma=busy_timeout(10000)&mode=ro")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +212,10 @@ func newWorker(d *district, id string, tl *tally, in ...stream.Source) *stream.W
 }
 
 func TestWorkerAppliesEventsAndDeadLettersBadOnes(t *testing.T) {
+	forEachEngine(t, testWorkerAppliesEventsAndDeadLettersBadOnes)
+}
+
+func testWorkerAppliesEventsAndDeadLettersBadOnes(t *testing.T) {
 	d := newDistrict(t)
 	ctx := context.Background()
 	sis := d.client(t, []string{authz.AdminScope})
@@ -255,6 +277,10 @@ func TestWorkerAppliesEventsAndDeadLettersBadOnes(t *testing.T) {
 }
 
 func TestWorkerAppliesOnlyWhatTheClientsScopeAllows(t *testing.T) {
+	forEachEngine(t, testWorkerAppliesOnlyWhatTheClientsScopeAllows)
+}
+
+func testWorkerAppliesOnlyWhatTheClientsScopeAllows(t *testing.T) {
 	d := newDistrict(t)
 	ctx := context.Background()
 	schoolB := d.client(t, []string{authz.AdminScope}, testdistrict.SchoolB)
@@ -294,6 +320,10 @@ func TestWorkerAppliesOnlyWhatTheClientsScopeAllows(t *testing.T) {
 }
 
 func TestAReplayedBatchLeavesNoDuplicate(t *testing.T) {
+	forEachEngine(t, testAReplayedBatchLeavesNoDuplicate)
+}
+
+func testAReplayedBatchLeavesNoDuplicate(t *testing.T) {
 	d := newDistrict(t)
 	ctx := context.Background()
 	sis := d.client(t, []string{authz.AdminScope})
@@ -333,6 +363,10 @@ func TestAReplayedBatchLeavesNoDuplicate(t *testing.T) {
 }
 
 func TestWorkersShareShardsAndTakeOverExpiredLeases(t *testing.T) {
+	forEachEngine(t, testWorkersShareShardsAndTakeOverExpiredLeases)
+}
+
+func testWorkersShareShardsAndTakeOverExpiredLeases(t *testing.T) {
 	d := newDistrict(t)
 	ctx := context.Background()
 	sis := d.client(t, []string{authz.AdminScope})
