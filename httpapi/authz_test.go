@@ -28,6 +28,7 @@ import (
 	"registrar/authn"
 	"registrar/authz"
 	"registrar/httpapi"
+	"registrar/internal/pgtest"
 	"registrar/internal/testdistrict"
 	"registrar/oneroster/query"
 	"registrar/records"
@@ -42,6 +43,24 @@ type azOptions struct {
 	loc   *time.Location // the district's time zone (UTC if nil)
 	oidc  *authn.OIDC
 	extra bool // load azExtra() after the test district
+	pg    bool // on a PostgreSQL database (pgtest.Shared) instead of SQLite
+}
+
+// azOnBothEngines runs fn on SQLite and on PostgreSQL, as parallel subtests: scopes
+// are SQL predicates written per engine (authz, sqlstore's dialects), so every access
+// rule is checked on both.
+func azOnBothEngines(t *testing.T, fn func(t *testing.T, pg bool)) {
+	t.Parallel()
+	for _, pg := range []bool{false, true} {
+		name := "SQLite"
+		if pg {
+			name = "PostgreSQL"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, pg)
+		})
+	}
 }
 
 type azHarness struct {
@@ -77,7 +96,11 @@ func newAZHarness(t *testing.T, o azOptions) *azHarness {
 	lw := &lockedWriter{w: logs}
 	log := slog.New(slog.NewJSONHandler(lw, nil))
 	ctx := context.Background()
-	st, err := sqlstore.Open(ctx, sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v, Logger: log})
+	so := sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v, Logger: log}
+	if o.pg {
+		so.URL = pgtest.Shared(t).NewDatabase(t)
+	}
+	st, err := sqlstore.Open(ctx, so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1024,8 +1047,9 @@ func azTokens(h *azHarness) map[string]string {
 	return out
 }
 
-func TestAuthorizationMatrix(t *testing.T) {
-	t.Parallel()
+func TestAuthorizationMatrix(t *testing.T) { azOnBothEngines(t, testAuthorizationMatrix) }
+
+func testAuthorizationMatrix(t *testing.T, pg bool) {
 	w := newAZWorld()
 	type run struct {
 		name       string
@@ -1041,7 +1065,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	var tally azTally
 	t.Run("every GET route answers every principal with exactly the rows of the access table", func(t *testing.T) {
 		for _, rn := range runs {
-			h := newAZHarness(t, azOptions{extra: true})
+			h := newAZHarness(t, azOptions{extra: true, pg: pg})
 			h.setNow(rn.day)
 			tokens := azTokens(h)
 			today := rn.day.Format(time.DateOnly)
@@ -1374,8 +1398,11 @@ func azSame(a response, aID string, b response, bID string) bool {
 }
 
 func TestIDORAttemptsAnswerAsIfTheRecordDidNotExist(t *testing.T) {
-	t.Parallel()
-	h := newAZHarness(t, azOptions{extra: true})
+	azOnBothEngines(t, testIDORAttemptsAnswerAsIfTheRecordDidNotExist)
+}
+
+func testIDORAttemptsAnswerAsIfTheRecordDidNotExist(t *testing.T, pg bool) {
+	h := newAZHarness(t, azOptions{extra: true, pg: pg})
 	teacherA := h.user(testdistrict.TeacherA)
 	principalA := h.user(testdistrict.PrincipalA)
 	guardian := h.user(testdistrict.Guardian)
@@ -1419,8 +1446,11 @@ func TestIDORAttemptsAnswerAsIfTheRecordDidNotExist(t *testing.T) {
 }
 
 func TestFieldPolicyHidesFieldsAsIfTheyDidNotExist(t *testing.T) {
-	t.Parallel()
-	h := newAZHarness(t, azOptions{})
+	azOnBothEngines(t, testFieldPolicyHidesFieldsAsIfTheyDidNotExist)
+}
+
+func testFieldPolicyHidesFieldsAsIfTheyDidNotExist(t *testing.T, pg bool) {
+	h := newAZHarness(t, azOptions{pg: pg})
 	guardian, teacherA, principalA := h.user(testdistrict.Guardian), h.user(testdistrict.TeacherA), h.user(testdistrict.PrincipalA)
 	minorID := "SID-9-" + testdistrict.Canary // the minor is the ninth user of the test district
 	tests := []struct {
@@ -1480,8 +1510,11 @@ func TestFieldPolicyHidesFieldsAsIfTheyDidNotExist(t *testing.T) {
 }
 
 func TestFiltersAndPagingNeverReachRowsOutOfScope(t *testing.T) {
-	t.Parallel()
-	h := newAZHarness(t, azOptions{extra: true})
+	azOnBothEngines(t, testFiltersAndPagingNeverReachRowsOutOfScope)
+}
+
+func testFiltersAndPagingNeverReachRowsOutOfScope(t *testing.T, pg bool) {
+	h := newAZHarness(t, azOptions{extra: true, pg: pg})
 	teacherA := h.user(testdistrict.TeacherA)
 	schoolA := h.client(azReadScopes, testdistrict.SchoolA)
 	tests := []struct {
@@ -1549,8 +1582,11 @@ func azSnapshot(t *testing.T, st *sqlstore.Store, e *records.Entity, ids ...stri
 }
 
 func TestGradebookWritesOutOfScopeChangeNothing(t *testing.T) {
-	t.Parallel()
-	h := newAZHarness(t, azOptions{extra: true})
+	azOnBothEngines(t, testGradebookWritesOutOfScopeChangeNothing)
+}
+
+func testGradebookWritesOutOfScopeChangeNothing(t *testing.T, pg bool) {
+	h := newAZHarness(t, azOptions{extra: true, pg: pg})
 	teacherA := h.user(testdistrict.TeacherA)
 	teacherA2 := h.user(testdistrict.TeacherA2)
 	// A school A client that may write results but read no roster: its references
