@@ -38,22 +38,16 @@ func golden(name string) string { return filepath.Join("..", "testdata", "csv", 
 // called in (engineOf). PostgreSQL is the server pgtest gives (REGISTRAR_TEST_POSTGRES_URL,
 // or one started for this test binary), a fresh database per store.
 
-// forEachEngine runs fn as a parallel subtest per engine.
+// forEachEngine runs fn as a subtest per engine (pgtest.ForEachEngine), in parallel
+// with the other tests.
 func forEachEngine(t *testing.T, fn func(t *testing.T)) {
 	t.Helper()
 	t.Parallel()
-	for _, eng := range []string{"sqlite", "postgres"} {
-		t.Run(eng, fn)
-	}
+	pgtest.ForEachEngine(t, fn)
 }
 
 // engineOf is the engine of the forEachEngine subtest t is (or is nested in).
-func engineOf(t testing.TB) string {
-	if strings.Contains(t.Name()+"/", "/postgres/") {
-		return "postgres"
-	}
-	return "sqlite"
-}
+func engineOf(t testing.TB) string { return pgtest.EngineOf(t) }
 
 // dbRef names a database: an SQLite file or a PostgreSQL URL.
 type dbRef struct{ path, url string }

@@ -33,20 +33,10 @@ func (p pgMain) Run() int { return pgtest.Main(p.m) }
 // pgtest.Shared gives, a fresh database per store.
 
 // forEachEngine runs fn as a subtest per engine, one after the other.
-func forEachEngine(t *testing.T, fn func(t *testing.T)) {
-	t.Helper()
-	for _, eng := range []string{"sqlite", "postgres"} {
-		t.Run(eng, fn)
-	}
-}
+func forEachEngine(t *testing.T, fn func(t *testing.T)) { pgtest.ForEachEngine(t, fn) }
 
 // engineOf is the engine of the forEachEngine subtest t is (or is nested in).
-func engineOf(t testing.TB) string {
-	if strings.Contains(t.Name()+"/", "/postgres/") {
-		return "postgres"
-	}
-	return "sqlite"
-}
+func engineOf(t testing.TB) string { return pgtest.EngineOf(t) }
 
 // newStore opens an empty store in a temp dir, on the engine of the test.
 func newStore(t testing.TB) *sqlstore.Store {

@@ -34,6 +34,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -479,4 +480,22 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ForEachEngine runs fn as the subtests "sqlite" and "postgres", one after the other,
+// for tests whose stores open the engine of the subtest they are called in (EngineOf).
+func ForEachEngine(t *testing.T, fn func(t *testing.T)) {
+	t.Helper()
+	for _, eng := range []string{"sqlite", "postgres"} {
+		t.Run(eng, fn)
+	}
+}
+
+// EngineOf is the engine of the ForEachEngine subtest t is (or is nested in):
+// "postgres" or "sqlite".
+func EngineOf(t testing.TB) string {
+	if strings.Contains(t.Name()+"/", "/postgres/") {
+		return "postgres"
+	}
+	return "sqlite"
 }
