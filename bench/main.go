@@ -427,13 +427,7 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 	defer base.Close()
 
 	pick := func(ids []string, prefix, suffix string) func(*rand.Rand) (*http.Request, error) {
-		return func(r *rand.Rand) (*http.Request, error) {
-			req, err := http.NewRequest("GET", prefix+ids[r.IntN(len(ids))]+suffix, nil)
-			if err == nil {
-				req.Header.Set("Authorization", "Bearer "+tok)
-			}
-			return req, err
-		}
+		return func(r *rand.Rand) (*http.Request, error) { return authGet(prefix+ids[r.IntN(len(ids))]+suffix, tok) }
 	}
 	// Each side keeps its connections from turn to turn, as a client of either would.
 	bareClient, regClient := load.NewClient(max(o.workers, 256)), load.NewClient(max(o.workers, 256))
@@ -444,12 +438,11 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 	// filtered by a student waits for it), so that the student index of a turn's reads
 	// is written, and timed, in that turn and not in the baseline's after it.
 	flushIndex := func() error {
-		req, err := http.NewRequestWithContext(ctx, "GET", srv.base+"/v1/audit?limit=1&student="+url.QueryEscape(smp.students[0]), nil)
+		req, err := authGet(srv.base+"/v1/audit?limit=1&student="+url.QueryEscape(smp.students[0]), adminTok)
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", "Bearer "+adminTok)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 		if err != nil {
 			return err
 		}
@@ -627,7 +620,7 @@ func authGet(url, tok string) (*http.Request, error) {
 func (r *report) write(path string) error {
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
-	b.WriteString("Every figure below comes from one run of the command below on the machine described, each beside its baseline from the same run. ")
+	b.WriteString("Every table below comes from one run of the command below on the machine described, each figure beside its baseline from the same run. ")
 	b.WriteString("The machines are shared and noisy: compare ratios, not absolute numbers, across runs.\n\n")
 	fmt.Fprintf(&b, "- command: `%s`\n- date: %s\n- machine: %d cores, %s memory, %s/%s\n- Go: %s\n\n", r.command, time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	b.WriteString(strings.Join(r.sections, "\n"))

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -158,15 +157,6 @@ func (s *Server) listAuditEvents(w http.ResponseWriter, r *http.Request, rc *req
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, body)
-}
-
-// textParam refuses a query parameter that no stored id or name can equal
-// (records.ValidText).
-func textParam(name, v string) error {
-	if err := records.ValidText(v); err != nil {
-		return &records.Error{Code: records.Invalid, Field: name, Message: fmt.Sprintf("%s %v", name, err)}
-	}
-	return nil
 }
 
 func filterDetail(qv url.Values) string {

@@ -51,16 +51,10 @@ type azOptions struct {
 // rule is checked on both.
 func azOnBothEngines(t *testing.T, fn func(t *testing.T, pg bool)) {
 	t.Parallel()
-	for _, pg := range []bool{false, true} {
-		name := "SQLite"
-		if pg {
-			name = "PostgreSQL"
-		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			fn(t, pg)
-		})
-	}
+	pgtest.ForEachEngine(t, func(t *testing.T) {
+		t.Parallel()
+		fn(t, pgtest.EngineOf(t) == "postgres")
+	})
 }
 
 type azHarness struct {

@@ -367,10 +367,13 @@ func hostileInput(t *testing.T, h *harness, tok string) {
 				}
 				probes = append(probes, probe{"query " + q[:min(len(q), 30)], fillAll(rt.Pattern, "") + "?" + q, tok, nil, nil})
 			}
-			// The parameters of registrar's own routes, with text no stored value holds.
+			// The parameters of registrar's own routes (OneRoster's ignore them), with
+			// text no stored value holds.
 			for _, name := range []string{"student", "principal", "action", "chain", "cursor", "before", "since", "after", "reason", "mode"} {
 				for _, v := range []string{"%00", "%FF"} {
-					probes = append(probes, probe{"query " + name + "=" + v, fillAll(rt.Pattern, "") + "?" + name + "=" + v, tok, nil, nil})
+					if strings.HasPrefix(rt.Pattern, "/v1/") {
+						probes = append(probes, probe{"query " + name + "=" + v, fillAll(rt.Pattern, "") + "?" + name + "=" + v, tok, nil, nil})
+					}
 				}
 			}
 			if write {

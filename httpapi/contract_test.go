@@ -1112,8 +1112,12 @@ func countIn(t *testing.T, h *harness, tok, path, key, id string) int {
 	return n
 }
 
-func newWriteHarness(t testing.TB) (*harness, string) {
-	h := newHarness(t)
+func newWriteHarness(t testing.TB) (*harness, string) { return newWriteHarnessOn(t, "") }
+
+// newWriteHarnessOn is newWriteHarness on the PostgreSQL database at pgURL ("" for
+// SQLite): the test district with the assessment seeds, and a token of every scope.
+func newWriteHarnessOn(t testing.TB, pgURL string) (*harness, string) {
+	h := newHarnessOn(t, pgURL)
 	seed(t, h, assessmentSeeds...)
 	return h, h.client(authz.AllScopes)
 }

@@ -191,12 +191,12 @@ type engine struct {
 }
 
 // bothEngines are the test district, with the assessment seeds, on SQLite and on a
-// PostgreSQL database of its own (on the server pgtest.Shared gives), for tests that send every input to both: what
+// PostgreSQL database of its own (on the server pgtest.Shared gives), named as
+// pgtest.ForEachEngine names them, for tests that send every input to both: what
 // PostgreSQL refuses and SQLite takes (a NUL byte, text that is not UTF-8) shows
 // only there.
 func bothEngines(tb testing.TB) []engine {
 	lite, liteTok := newWriteHarness(tb)
-	pg := newHarnessOn(tb, pgtest.Shared(tb).NewDatabase(tb))
-	seed(tb, pg, assessmentSeeds...)
-	return []engine{{"SQLite", lite, liteTok}, {"PostgreSQL", pg, pg.client(authz.AllScopes)}}
+	pg, pgTok := newWriteHarnessOn(tb, pgtest.Shared(tb).NewDatabase(tb))
+	return []engine{{"sqlite", lite, liteTok}, {"postgres", pg, pgTok}}
 }

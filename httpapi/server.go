@@ -250,10 +250,8 @@ func (s *Server) wrap(rt *route) http.Handler {
 			}
 		}
 		for _, name := range params {
-			// Refused here, on every route and both engines alike, before any query
-			// (records.ValidText: PostgreSQL cannot compare such text).
-			if err := records.ValidText(r.PathValue(name)); err != nil {
-				s.fail(sw, r, rc, &records.Error{Code: records.Invalid, CodeMinor: "invaliddata", Message: fmt.Sprintf("%s in the path %v", name, err)})
+			if err := textParam(name+" in the path", r.PathValue(name)); err != nil {
+				s.fail(sw, r, rc, err)
 				return
 			}
 		}
@@ -264,6 +262,15 @@ func (s *Server) wrap(rt *route) http.Handler {
 		r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		rt.h(sw, r, rc)
 	})
+}
+
+// textParam refuses a path or query value that no stored id or name can equal
+// (records.ValidText): refused before any query, alike on both engines.
+func textParam(name, v string) error {
+	if err := records.ValidText(v); err != nil {
+		return &records.Error{Code: records.Invalid, Field: name, Message: fmt.Sprintf("%s %v", name, err)}
+	}
+	return nil
 }
 
 // pathParams are the names of pattern's wildcards: "id" for "{id}", "rest" for

@@ -76,17 +76,7 @@ func (r dbRef) rebind(q string) string {
 	if r.url == "" {
 		return q
 	}
-	var b strings.Builder
-	n := 0
-	for _, c := range q {
-		if c == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
+	return sqlstore.RebindDollar(q)
 }
 
 // testStore is a store on a real database of the test's engine (engineOf): SQLite in

@@ -32,31 +32,29 @@ func FuzzImportOnBothEngines(f *testing.F) {
 	for _, st := range stores {
 		mustImport(f, st, golden("bulk"))
 	}
-	for i, name := range fuzzDeltaFiles {
-		b, err := os.ReadFile(filepath.Join(golden("delta"), name))
-		if err != nil {
+	delta := map[string][]byte{} // the delta package's files, read once
+	ents, err := os.ReadDir(golden("delta"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, e := range ents {
+		if delta[e.Name()], err = os.ReadFile(filepath.Join(golden("delta"), e.Name())); err != nil {
 			f.Fatal(err)
 		}
-		f.Add(uint8(i), b)
+	}
+	for i, name := range fuzzDeltaFiles {
+		f.Add(uint8(i), delta[name])
 	}
 	f.Add(uint8(0), []byte("sourcedId,status,dateLastModified,enabledUser,username,givenName,familyName\nu-s1,active,,true,s\x00m,Sam,Student\n"))
 	f.Add(uint8(0), []byte("sourcedId,status,dateLastModified,enabledUser,username,givenName,familyName\nu-s1,active,,true,sam,S\xffm,Student\n"))
 	f.Fuzz(func(t *testing.T, which uint8, content []byte) {
 		name := fuzzDeltaFiles[int(which)%len(fuzzDeltaFiles)]
 		pkg := t.TempDir()
-		ents, err := os.ReadDir(golden("delta"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			b, err := os.ReadFile(filepath.Join(golden("delta"), e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e.Name() == name {
+		for file, b := range delta {
+			if file == name {
 				b = content
 			}
-			if err := os.WriteFile(filepath.Join(pkg, e.Name()), b, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(pkg, file), b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -129,7 +127,7 @@ func exportFiles(t *testing.T, st *testStore) map[string]string {
 	return out
 }
 
-func engineName(i int) string { return []string{"SQLite", "PostgreSQL"}[i] }
+func engineName(i int) string { return []string{"sqlite", "postgres"}[i] }
 
 func clip(b []byte) string {
 	if len(b) > 300 {

@@ -37,3 +37,14 @@ func TestValidTextAndValidID(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkValidText is the check every route makes of each path value
+// (docs/architecture.md, session 8): one sourcedId of the generated district's form.
+func BenchmarkValidText(b *testing.B) {
+	id := "5d7233f3-b0b4-4847-969d-e427ee0db8ea"
+	for b.Loop() {
+		if ValidText(id) != nil {
+			b.Fatal("a valid id refused")
+		}
+	}
+}

@@ -46,8 +46,6 @@ func ValidID(id string) error {
 		return fmt.Errorf("must not be empty")
 	case len(id) > MaxID:
 		return fmt.Errorf("is longer than %d bytes", MaxID)
-	case !utf8.ValidString(id):
-		return fmt.Errorf("is not valid UTF-8")
 	case strings.TrimSpace(id) != id:
 		return fmt.Errorf("has leading or trailing spaces")
 	}

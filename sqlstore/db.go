@@ -356,9 +356,10 @@ func (sqliteDialect) jsonContains(col string) string {
 func (sqliteDialect) like(col string) string { return col + " LIKE ? ESCAPE '\\'" }
 func (sqliteDialect) nullsLow(bool) string   { return "" }
 
-// rebindDollar rewrites ? into $1, $2, ... . Safe because registrar never puts a
+// RebindDollar rewrites ? into $1, $2, ... (PostgreSQL's placeholders; tests that
+// query a store's database directly use it too). Safe because registrar never puts a
 // literal containing '?' into SQL: every value is bound.
-func rebindDollar(q string) string {
+func RebindDollar(q string) string {
 	var b strings.Builder
 	n := 0
 	for i := 0; i < len(q); i++ {

@@ -31,7 +31,7 @@ var (
 )
 
 func (postgresDialect) name() string           { return "postgres" }
-func (postgresDialect) rebind(q string) string { return rebindDollar(q) }
+func (postgresDialect) rebind(q string) string { return RebindDollar(q) }
 
 // ddl also gives every text column the "C" collation: identifiers and names then sort
 // and compare byte-wise, as on SQLite (BINARY), whatever locale the database was

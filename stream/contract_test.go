@@ -41,6 +41,12 @@ func engineOf(t testing.TB) string { return pgtest.EngineOf(t) }
 // newStore opens an empty store in a temp dir, on the engine of the test.
 func newStore(t testing.TB) *sqlstore.Store {
 	t.Helper()
+	return newStoreOn(t, engineOf(t))
+}
+
+// newStoreOn is newStore on the engine named ("sqlite" or "postgres").
+func newStoreOn(t testing.TB, engine string) *sqlstore.Store {
+	t.Helper()
 	dir := t.TempDir()
 	v, err := vault.Open(vault.Options{Dir: dir + "/keys"})
 	if err != nil {
@@ -48,7 +54,7 @@ func newStore(t testing.TB) *sqlstore.Store {
 	}
 	o := sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	if engineOf(t) == "postgres" {
+	if engine == "postgres" {
 		o.URL = pgtest.Shared(t).NewDatabase(t)
 	}
 	st, err := sqlstore.Open(context.Background(), o)
@@ -73,10 +79,10 @@ var implementations = []struct {
 	open func(t *testing.T, shards int) stream.Stream
 }{
 	{"embedded", func(t *testing.T, shards int) stream.Stream {
-		return stream.NewEmbedded(newStore(t), "contract", shards)
+		return stream.NewEmbedded(newStoreOn(t, "sqlite"), "contract", shards)
 	}},
 	{"embedded/postgres", func(t *testing.T, shards int) stream.Stream {
-		return stream.NewEmbedded(newStore(t), "contract", shards) // engineOf: the name says postgres
+		return stream.NewEmbedded(newStoreOn(t, "postgres"), "contract", shards)
 	}},
 	{"kinesis", func(t *testing.T, shards int) stream.Stream {
 		return streamtest.New(t, streamtest.StreamName(t), shards, nil)

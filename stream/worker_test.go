@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -98,10 +97,8 @@ func (d *district) count(t testing.TB, q string, args ...any) int {
 	var db *sql.DB
 	var err error
 	if d.url != "" {
-		for n := 1; strings.Contains(q, "?"); n++ {
-			q = strings.Replace(q, "?", "$"+strconv.Itoa(n), 1)
-		}
 		db, err = sql.Open("pgx", d.url)
+		q = sqlstore.RebindDollar(q)
 	} else {
 		db, err = sql.Open("sqlite", "file:"+d.path+"?_pragma=busy_timeout(10000)&mode=ro")
 	}
