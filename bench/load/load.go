@@ -205,11 +205,15 @@ func Run(ctx context.Context, o Options) Result {
 // Merge is runs taken as one: every sample of each (the runs must have kept them:
 // Options.Keep) over the sum of their durations. The benchmarks alternate two
 // servers in turns, so that a shared machine's drift in speed falls on both alike,
-// and report each server's turns merged.
+// and report each server's turns merged. A run that made requests but kept no
+// samples is a caller's mistake, and panics rather than count as an empty turn.
 func Merge(runs ...Result) Result {
 	col := &collector{}
 	var d time.Duration
 	for _, r := range runs {
+		if r.Requests > 0 && len(r.Samples) == 0 {
+			panic("load.Merge: a run kept no samples (set Options.Keep)")
+		}
 		col.samples = append(col.samples, r.Samples...)
 		d += r.Duration
 	}

@@ -35,3 +35,17 @@ func TestMergeCountsEveryTurn(t *testing.T) {
 		t.Error("a merged result keeps no samples")
 	}
 }
+
+// A turn run without Options.Keep has no samples to merge: Merge refuses it instead
+// of counting it as a turn without requests.
+func TestMergeRefusesARunWithoutSamples(t *testing.T) {
+	col := &collector{}
+	col.add(Sample{Latency: time.Millisecond, OK: true, Name: "r"})
+	unkept := summarise(col, time.Second, false)
+	defer func() {
+		if recover() == nil {
+			t.Error("Merge took a run that kept no samples")
+		}
+	}()
+	Merge(unkept)
+}
