@@ -22,13 +22,14 @@ type BackupReport struct {
 
 // Backup writes a consistent copy of the SQLite database and of its index file into
 // dir, under the names a data dir uses, while the store keeps serving. Each file is
-// one snapshot (VACUUM INTO: a read transaction, so writers go on and nothing waits
-// for the copy), the index's taken first: the copy's index is never ahead of its
+// one snapshot (VACUUM INTO: a read transaction, so writers go on and no request
+// waits for the copy; the write-ahead log grows meanwhile, because it cannot be
+// copied back past a snapshot still being read), the index's taken first: the copy's index is never ahead of its
 // trail, and at its first start the copy indexes the events after it (pairIndexFile
 // would otherwise set the index aside and rebuild it). The files are created 0600,
 // synced, checked with PRAGMA quick_check, and then the folder is synced. The copies
 // are what the data dir's files hold: ciphertext for every sensitive field, and
-// wrapped keys that open only with the data dir's keys (which the caller copies).
+// wrapped keys that open only with the data dir's key-encryption key.
 func (s *Store) Backup(ctx context.Context, dir string) (BackupReport, error) {
 	var rep BackupReport
 	if s.path == "" {
@@ -53,14 +54,14 @@ func (s *Store) Backup(ctx context.Context, dir string) (BackupReport, error) {
 		if _, err := db.ExecContext(ctx, "VACUUM "+f.schema+" INTO ?", f.path); err != nil {
 			return rep, fmt.Errorf("sqlstore: backup of %s: %w", f.schema, err)
 		}
-		if err := syncFile(f.path); err != nil {
+		if err := SyncPath(f.path); err != nil {
 			return rep, fmt.Errorf("sqlstore: backup: %w", err)
 		}
 		if err := quickCheck(ctx, f.path); err != nil {
 			return rep, fmt.Errorf("sqlstore: backup %s does not check: %w", f.path, err)
 		}
 	}
-	if err := syncFile(dir); err != nil {
+	if err := SyncPath(dir); err != nil {
 		return rep, fmt.Errorf("sqlstore: backup: %w", err)
 	}
 	for _, f := range []struct {
@@ -76,8 +77,9 @@ func (s *Store) Backup(ctx context.Context, dir string) (BackupReport, error) {
 	return rep, nil
 }
 
-// syncFile fsyncs a file or a folder.
-func syncFile(path string) error {
+// SyncPath fsyncs a file or a folder (a backup syncs every file it writes and the
+// folders that name them).
+func SyncPath(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -149,7 +151,7 @@ func (s *Store) CheckKeys(ctx context.Context, open func(subject string, wrapped
 			document bool
 		}{{w, false}, {d, true}} {
 			if len(k.wrapped) == 0 || limit > 0 && kc.Opened >= limit {
-				continue // a purged student's key is gone on purpose
+				continue // no document key, or past the limit
 			}
 			if err := open(subject, k.wrapped, k.document); err != nil {
 				kind := "data"

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"registrar/audit"
+	"registrar/internal/testdistrict"
 	"registrar/sqlstore"
 )
 
@@ -117,5 +119,50 @@ func TestBackupOnPostgreSQLIsRefused(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(out); len(ents) != 0 {
 		t.Errorf("Backup on PostgreSQL wrote %d files", len(ents))
+	}
+}
+
+// TestCheckKeysNamesTheKeyThatDoesNotOpen: CheckKeys opens every data and document key
+// (up to a limit) and names the first that fails.
+func TestCheckKeysNamesTheKeyThatDoesNotOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	v := openVault(t, filepath.Join(dir, "keys"), 0)
+	st := openStore(t, filepath.Join(dir, "registrar.db"), "keys-chain", v)
+	if err := testdistrict.Load(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Write(ctx, func(ctx context.Context, tx *sqlstore.Tx) error {
+		_, err := tx.DocumentKey(ctx, testdistrict.Minor)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	opened := map[string]int{}
+	open := func(subject string, wrapped []byte, document bool) error {
+		opened[subject]++
+		if document {
+			_, err := v.DocumentKey(subject, wrapped)
+			return err
+		}
+		_, err := v.DataKey(subject, wrapped)
+		return err
+	}
+	kc, err := st.CheckKeys(ctx, open, 0)
+	if err != nil || kc.Keys == 0 || kc.DocumentKeys != 1 || kc.Opened != kc.Keys+1 || opened[testdistrict.Minor] != 2 {
+		t.Fatalf("CheckKeys: %+v, %v; opened %v; want every data key and the one document key opened", kc, err, opened)
+	}
+	if kc, err := st.CheckKeys(ctx, open, 3); err != nil || kc.Opened != 3 {
+		t.Errorf("CheckKeys with a limit of 3: %+v, %v", kc, err)
+	}
+	_, err = st.CheckKeys(ctx, func(subject string, wrapped []byte, document bool) error {
+		if subject == testdistrict.Student3 {
+			return errors.New("no such key version")
+		}
+		return nil
+	}, 0)
+	if err == nil || !strings.Contains(err.Error(), testdistrict.Student3) || !strings.Contains(err.Error(), "data key") {
+		t.Errorf("CheckKeys with a key that does not open: %v, want an error naming %s's data key", err, testdistrict.Student3)
 	}
 }

@@ -70,6 +70,9 @@ type Options struct {
 	// KEK, when set, is the key-encryption key to use instead of the local keyset file
 	// (the AWS KMS AEAD in the cloud deployment).
 	KEK tink.AEAD
+	// KEKFile, when set, is the local KEK file to use instead of Dir/kek.json. It must
+	// exist: Open never creates it (a backup is checked with a KEK kept outside it).
+	KEKFile string
 	// ServiceKeyset, when set, is the service keyset JSON (as written by ExportServiceKeyset),
 	// instead of the file Dir/service.json.
 	ServiceKeyset string
@@ -101,7 +104,9 @@ func Open(opts Options) (*Vault, error) {
 			return nil, fmt.Errorf("vault: key folder: %w", err)
 		}
 		v.kekPath = filepath.Join(opts.Dir, kekFile)
-		if _, err := loadOrCreateKEK(v.kekPath); err != nil {
+		if opts.KEKFile != "" {
+			v.kekPath = opts.KEKFile
+		} else if _, err := loadOrCreateKEK(v.kekPath); err != nil {
 			return nil, err
 		}
 		st, err := loadLocalKEK(v.kekPath)

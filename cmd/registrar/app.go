@@ -69,12 +69,18 @@ func openApp(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger) 
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.Data, err)
 	}
-	a := &app{cfg: cfg, log: log}
-	var err error
-	a.vault, err = openVault(ctx, e, cfg) // the local keyset, or the AWS KMS key of --kek-uri (kms.go)
+	v, err := openVault(ctx, e, cfg) // the local keyset, or the AWS KMS key of --kek-uri (kms.go)
 	if err != nil {
 		return nil, err
 	}
+	return openAppWith(ctx, cfg, log, v)
+}
+
+// openAppWith opens the data dir with the keys of v (a backup's check opens the copy
+// with a key-encryption key kept outside it).
+func openAppWith(ctx context.Context, cfg *config.Config, log *slog.Logger, v *vault.Vault) (*app, error) {
+	a := &app{cfg: cfg, log: log, vault: v}
+	var err error
 	a.chain = cfg.InstanceID
 	if a.chain == "" {
 		if a.chain, err = instanceID(cfg.Data); err != nil {

@@ -9,44 +9,58 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"registrar/config"
+	"registrar/audit"
 	"registrar/sqlstore"
 	"registrar/vault"
 )
 
 // backupReport is what `registrar backup --json` prints.
 type backupReport struct {
-	Dir           string  `json:"dir"`
-	DatabaseBytes int64   `json:"databaseBytes"`
-	IndexBytes    int64   `json:"indexBytes"`
-	Documents     int     `json:"documents"`
-	Certificates  int     `json:"certificates"`
-	Events        int64   `json:"auditEventsVerified"`
-	Chains        int     `json:"auditChains"`
-	Keys          int     `json:"keys"`
-	KeysOpened    int     `json:"keysOpened"`
-	KeysSampled   bool    `json:"keysSampled,omitempty"`
-	Seconds       float64 `json:"seconds"`
+	Dir           string   `json:"dir"`
+	KEKFile       string   `json:"kekFile,omitempty"`
+	DatabaseBytes int64    `json:"databaseBytes"`
+	IndexBytes    int64    `json:"indexBytes"`
+	Documents     int      `json:"documents"`
+	Certificates  int      `json:"certificates"`
+	Events        int64    `json:"auditEventsVerified"`
+	Chains        int      `json:"auditChains"`
+	People        int      `json:"people"`
+	DocumentKeys  int      `json:"documentKeys"`
+	KeysOpened    int      `json:"keysOpened"`
+	KeysSampled   bool     `json:"keysSampled,omitempty"`
+	KEKVersions   []uint32 `json:"kekVersions,omitempty"`
+	Seconds       float64  `json:"seconds"`
 }
 
 // remoteKeysChecked is how many keys a backup opens when the KEK is an AWS KMS key
-// (each opening is a KMS call): a sample, where a local KEK opens every key.
+// (each opening is a KMS call): those of the first people by sourcedId, where a
+// local KEK opens every key.
 const remoteKeysChecked = 20
 
-// runBackup copies a data dir, while its server keeps serving, into a new folder
-// that is itself a data dir, and checks the copy before it says it is done
-// (docs/backup.md): documents and deletion certificates first, then one snapshot of
-// the index file and one of the database, then the keys. The copy is checked as a
-// restore would use it: opened with its own keys, its audit trail verified, and
-// every person's keys opened (a sample of them with an AWS KMS key). A backup that
-// fails any step is removed.
+// backupPlan is what one backup copies, and where to.
+type backupPlan struct {
+	data, docs string // the data dir and its documents folder
+	dest       string // the backup folder (new, or empty)
+	kekTo      string // where the local KEK goes ("": not copied)
+	remoteKEK  bool   // the KEK is an AWS KMS key
+	// source opens the data dir; copy opens a copy of it with kekFile as its local
+	// KEK ("" under KMS). Tests wrap them.
+	source func() (*app, error)
+	copy   func(dir, kekFile string) (*app, error)
+}
+
+// runBackup copies a data dir, while its server keeps serving, into a folder that is
+// itself a data dir but for the local key-encryption key, and checks the copy before
+// it says it is done (docs/backup.md).
 func runBackup(ctx context.Context, e *env, args []string) error {
-	fset, vals := newFlags(e, "backup", "--to DIR [--json]")
+	fset, vals := newFlags(e, "backup", "--to DIR (--kek-to FILE | --without-kek) [--json]")
 	to := fset.String("to", "", "the new or empty folder to write the backup into (required)")
+	kekTo := fset.String("kek-to", "", "also copy the local key-encryption key to this new file, kept apart from the backup (docs/backup.md)")
+	withoutKEK := fset.Bool("without-kek", false, "leave the local key-encryption key out: the backup opens only with this data dir's keys/kek.json")
 	asJSON := fset.Bool("json", false, "print the report as JSON")
 	cfg, err := parse(e, fset, vals, args)
 	if err != nil {
@@ -59,110 +73,214 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	if cfg.DatabaseURL != "" {
 		return &exitError{code: 2, msg: "the database is PostgreSQL (--database-url): back it up with its own tools (Aurora's automated backups and snapshots, docs/deploy-aws.md); this command copies an embedded data dir"}
 	}
-	dest, err := filepath.Abs(*to)
-	if err != nil {
-		return &exitError{code: 2, msg: fmt.Sprintf("--to: %v", err)}
+	p := backupPlan{remoteKEK: cfg.KEKURI != ""}
+	switch {
+	case p.remoteKEK && (*kekTo != "" || *withoutKEK):
+		return &exitError{code: 2, msg: "the key-encryption key is an AWS KMS key (--kek-uri): it never leaves KMS, so there is no --kek-to or --without-kek to choose"}
+	case !p.remoteKEK && (*kekTo == "") == !*withoutKEK:
+		return &exitError{code: 2, msg: "choose where the local key-encryption key goes: --kek-to FILE (a copy kept apart from the backup, needed to restore it on another machine) " +
+			"or --without-kek (the backup opens only with this data dir's keys/kek.json); docs/backup.md says why it is never inside the backup"}
 	}
-	if src, err := filepath.Abs(cfg.Data); err == nil && (dest == src || isWithin(dest, src)) {
-		return &exitError{code: 2, msg: fmt.Sprintf("--to %s is inside the data dir %s: put the backup somewhere else", dest, src)}
+	if p.data, err = resolve(cfg.Data); err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("--data: %v", err)}
 	}
-	if _, err := os.Stat(filepath.Join(cfg.Data, "registrar.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(p.data, "registrar.db")); err != nil {
 		return &exitError{code: 2, msg: fmt.Sprintf("%s holds no registrar database (--data DIR, or REGISTRAR_DATA)", cfg.Data)}
 	}
-	rep, err := backupInto(ctx, cfg, dest, func(data string) (*app, error) {
+	p.docs = filepath.Join(p.data, "documents")
+	if cfg.DocumentsDir != "" {
+		if p.docs, err = resolve(cfg.DocumentsDir); err != nil {
+			return &exitError{code: 2, msg: fmt.Sprintf("--documents-dir: %v", err)}
+		}
+	}
+	if p.dest, err = resolve(*to); err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("--to: %v", err)}
+	}
+	for _, d := range []struct{ dir, what string }{{p.data, "the data dir"}, {p.docs, "the documents folder"}} {
+		if within(p.dest, d.dir) || within(d.dir, p.dest) {
+			return &exitError{code: 2, msg: fmt.Sprintf("--to %s and %s %s overlap: put the backup somewhere else", p.dest, d.what, d.dir)}
+		}
+	}
+	if *kekTo != "" {
+		if p.kekTo, err = resolve(*kekTo); err != nil {
+			return &exitError{code: 2, msg: fmt.Sprintf("--kek-to: %v", err)}
+		}
+		if within(p.kekTo, p.dest) {
+			return &exitError{code: 2, msg: "--kek-to is inside --to: the key-encryption key is kept apart from the backup (docs/backup.md)"}
+		}
+		if _, err := os.Lstat(p.kekTo); err == nil {
+			return &exitError{code: 2, msg: fmt.Sprintf("--kek-to %s exists: name a new file", p.kekTo)}
+		}
+	}
+	if ents, err := os.ReadDir(p.dest); err == nil && len(ents) > 0 {
+		return &exitError{code: 2, msg: fmt.Sprintf("--to %s is not empty: a backup goes into a new or empty folder", p.dest)}
+	}
+	log := newLogger(e, cfg.LogLevel)
+	p.source = func() (*app, error) { return openApp(ctx, e, cfg, log) }
+	p.copy = func(dir, kekFile string) (*app, error) {
 		c := *cfg
-		c.Data = data
-		return openApp(ctx, e, &c, newLogger(e, cfg.LogLevel))
-	})
+		c.Data, c.DocumentsDir, c.RedisAddr = dir, "", ""
+		if p.remoteKEK {
+			return openApp(ctx, e, &c, log)
+		}
+		v, err := vault.Open(vault.Options{Dir: filepath.Join(dir, "keys"), KEKFile: kekFile, ServiceKeyset: cfg.Keyset})
+		if err != nil {
+			return nil, err
+		}
+		return openAppWith(ctx, &c, log, v)
+	}
+	rep, err := p.run(ctx)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		return enc.Encode(rep)
+		return json.NewEncoder(e.stdout).Encode(rep)
 	}
-	fmt.Fprintf(e.stdout, "backup of %s written to %s in %.1fs\n", cfg.Data, dest, rep.Seconds)
+	fmt.Fprintf(e.stdout, "backup of %s written to %s in %.1fs\n", cfg.Data, rep.Dir, rep.Seconds)
 	fmt.Fprintf(e.stdout, "  database %d bytes, index %d bytes, %d documents, %d deletion certificates\n", rep.DatabaseBytes, rep.IndexBytes, rep.Documents, rep.Certificates)
 	fmt.Fprintf(e.stdout, "  checked: audit trail intact (%d events in %d chain(s))\n", rep.Events, rep.Chains)
 	if rep.KeysSampled {
-		fmt.Fprintf(e.stdout, "  checked: %d of %d people's keys open with the AWS KMS key (a sample: each opening is a KMS call)\n", rep.KeysOpened, rep.Keys)
-	} else {
-		fmt.Fprintf(e.stdout, "  checked: every key of %d people opens with the copied keys (%d keys)\n", rep.Keys, rep.KeysOpened)
+		fmt.Fprintf(e.stdout, "  checked: the keys of the first %d of %d people open with the AWS KMS key (a sample: each opening is a KMS call)\n", rep.KeysOpened, rep.People)
+		return nil
 	}
-	fmt.Fprintf(e.stdout, "It holds the keys that open it: keep it as safe as the data dir. To restore, stop the server and start it with --data %s (or copy that folder to the data dir's place).\n", dest)
+	fmt.Fprintf(e.stdout, "  checked: every key of %d people (%d keys) opens with key-encryption key version(s) %v\n", rep.People, rep.KeysOpened, rep.KEKVersions)
+	if rep.KEKFile != "" {
+		fmt.Fprintf(e.stdout, "The key-encryption key is in %s: keep it apart from the backup, for no longer than you promise deletion (docs/backup.md).\n", rep.KEKFile)
+	} else {
+		fmt.Fprintf(e.stdout, "The backup holds no key-encryption key: it opens with %s/keys/kek.json until `keys rotate` retires version(s) %v.\n", cfg.Data, rep.KEKVersions)
+	}
 	return nil
 }
 
-// backupInto writes the backup of cfg's data dir into dest (new, or empty) and
-// removes what it wrote if any step fails; open opens a data dir as the CLI does.
-func backupInto(ctx context.Context, cfg *config.Config, dest string, open func(string) (*app, error)) (backupReport, error) {
-	made, err := emptyDir(dest)
-	if err != nil {
-		return backupReport{}, &exitError{code: 2, msg: err.Error()}
-	}
+// run writes the backup into a sibling folder of dest and renames it into place once
+// it checks, so a folder at dest is always a whole, checked backup: a run that fails
+// or is killed leaves only its "DEST.partial-*" folder (removed when it fails). The
+// KEK copy goes the same way.
+func (p *backupPlan) run(ctx context.Context) (backupReport, error) {
 	start := time.Now()
-	rep, err := backup(ctx, cfg.Data, dest, cfg.DocumentsDir, open)
-	if err != nil {
-		removeBackup(dest, made)
-		return rep, fmt.Errorf("backup failed and what it wrote in %s was removed: %w", dest, err)
+	parent := filepath.Dir(p.dest)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return backupReport{}, fmt.Errorf("--to: %w", err)
 	}
-	rep.Seconds = time.Since(start).Seconds()
+	tmp, err := os.MkdirTemp(parent, filepath.Base(p.dest)+".partial-*")
+	if err != nil {
+		return backupReport{}, fmt.Errorf("--to: %w", err)
+	}
+	kekTmp := ""
+	if p.kekTo != "" {
+		kekTmp = p.kekTo + filepath.Base(tmp)[len(filepath.Base(p.dest)):]
+	}
+	a, err := p.source()
+	if err != nil {
+		os.Remove(tmp)
+		return backupReport{}, err
+	}
+	defer a.close()
+	// A copy of every record: audited, durably, before it is taken (so the copy holds
+	// its own event); a failure is recorded too.
+	ev := operatorEvent("backup")
+	ev.ResourceType, ev.Detail = "dataDir", "backup of the data dir to "+p.dest
+	err = a.store.Audit(ctx, ev)
+	var rep backupReport
+	if err == nil {
+		rep, err = p.write(ctx, a, tmp, kekTmp)
+	}
+	if err == nil {
+		err = p.publish(tmp, kekTmp)
+	}
+	if err != nil {
+		if cleanup := errors.Join(os.RemoveAll(tmp), removeIfExists(kekTmp)); cleanup != nil {
+			err = fmt.Errorf("backup failed: %w (and its partial copy %s could not be removed: %v)", err, tmp, cleanup)
+		} else {
+			err = fmt.Errorf("backup failed, and its partial copy was removed: %w", err)
+		}
+		ev.Time, ev.Outcome, ev.Detail = time.Now(), audit.Failed, err.Error()
+		if aerr := a.store.Audit(context.WithoutCancel(ctx), ev); aerr != nil {
+			a.log.Error("backup: the failure's audit event was not written", "err", aerr)
+		}
+		return rep, err
+	}
+	rep.Dir, rep.KEKFile, rep.Seconds = p.dest, p.kekTo, time.Since(start).Seconds()
 	return rep, nil
 }
 
-// backup copies data into dest and checks the copy.
-func backup(ctx context.Context, data, dest, docsDir string, open func(string) (*app, error)) (backupReport, error) {
-	rep := backupReport{Dir: dest}
-	if docsDir == "" {
-		docsDir = filepath.Join(data, "documents")
+// publish puts the checked copy (and the KEK copy) in place and syncs the folders
+// that name them. The KEK is linked first (a link never replaces a file that
+// appeared since); rename(2) replaces an empty folder and refuses one that is not, so
+// two runs racing to the same --to cannot both succeed.
+func (p *backupPlan) publish(tmp, kekTmp string) error {
+	if kekTmp != "" {
+		if err := os.Link(kekTmp, p.kekTo); err != nil {
+			return fmt.Errorf("--kek-to: %w", err)
+		}
+		os.Remove(kekTmp)
 	}
-	a, err := open(data)
-	if err != nil {
+	if err := os.Rename(tmp, p.dest); err != nil {
+		if kekTmp != "" {
+			os.Remove(p.kekTo) // ours: linked just above
+		}
+		return fmt.Errorf("--to: %w", err)
+	}
+	err := sqlstore.SyncPath(filepath.Dir(p.dest))
+	if kekTmp != "" {
+		err = errors.Join(err, sqlstore.SyncPath(filepath.Dir(p.kekTo)))
+	}
+	return err
+}
+
+// write copies the data dir that a has open into dir (the KEK into kekFile, if
+// asked) and checks the copy.
+func (p *backupPlan) write(ctx context.Context, a *app, dir, kekFile string) (rep backupReport, err error) {
+	// Documents before the database: a document's key is committed before its file
+	// is written, so every copied document opens with a key the snapshot holds.
+	if rep.Documents, err = copyTree(p.docs, filepath.Join(dir, "documents"), nil); err != nil {
 		return rep, err
 	}
-	closeSource := sync.OnceFunc(a.close)
-	defer closeSource()
-	// A copy of every record: audited, durably, before it is taken (so the copy holds
-	// its own event).
-	ev := operatorEvent("backup")
-	ev.ResourceType, ev.Detail = "dataDir", "backup of the data dir to "+dest
-	if err := a.store.Audit(ctx, ev); err != nil {
+	if rep.Certificates, err = copyTree(filepath.Join(p.data, "certificates"), filepath.Join(dir, "certificates"), nil); err != nil {
 		return rep, err
 	}
-	// Documents before the database: a document's key is in the database before its
-	// file is written, so every copied document opens with a key the snapshot holds.
-	if rep.Documents, err = copyTree(docsDir, filepath.Join(dest, "documents")); err != nil {
-		return rep, err
-	}
-	if rep.Certificates, err = copyTree(filepath.Join(data, "certificates"), filepath.Join(dest, "certificates")); err != nil {
-		return rep, err
-	}
-	files, err := a.store.Backup(ctx, dest)
-	if err != nil {
+	var files sqlstore.BackupReport
+	if files, err = a.store.Backup(ctx, dir); err != nil {
 		return rep, err
 	}
 	rep.DatabaseBytes, rep.IndexBytes = files.DatabaseSize, files.IndexSize
 	// The keys after the database: a key rotation finishing in between would have
-	// retired a KEK version the snapshot needs, which the check below finds.
-	if _, err := copyTree(filepath.Join(data, "keys"), filepath.Join(dest, "keys")); err != nil {
+	// retired a KEK version the snapshot needs, which the check finds. The local KEK
+	// never goes into the backup.
+	kek := vault.LocalKEKFile(filepath.Join(p.data, "keys"))
+	if _, err = copyTree(filepath.Join(p.data, "keys"), filepath.Join(dir, "keys"), []string{kek}); err != nil {
 		return rep, err
 	}
-	if err := copyFile(filepath.Join(data, "instance-id"), filepath.Join(dest, "instance-id")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err = copyFile(filepath.Join(p.data, "instance-id"), filepath.Join(dir, "instance-id")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return rep, err
 	}
-	closeSource()
-	return rep, checkBackup(ctx, &rep, dest, open)
+	check := ""
+	if !p.remoteKEK {
+		check = kek // the live KEK
+		if kekFile != "" {
+			if err = copyFile(kek, kekFile); err != nil {
+				return rep, fmt.Errorf("--kek-to: %w", err)
+			}
+			check = kekFile
+		}
+	}
+	if err = sqlstore.SyncPath(dir); err != nil {
+		return rep, err
+	}
+	err = p.check(ctx, &rep, dir, check)
+	return rep, err
 }
 
-// checkBackup opens the copy as a restore would and checks its trail and its keys.
-func checkBackup(ctx context.Context, rep *backupReport, dest string, open func(string) (*app, error)) error {
-	b, err := open(dest)
+// check opens the copy as a restore would (with the KEK in kekFile) and checks its
+// keys and its trail.
+func (p *backupPlan) check(ctx context.Context, rep *backupReport, dir, kekFile string) error {
+	b, err := p.copy(dir, kekFile)
 	if err != nil {
-		return fmt.Errorf("the copy does not open: %w", err)
+		return fmt.Errorf("the copy does not open with its keys: %w", err)
 	}
 	defer b.close()
 	limit := 0
-	if _, _, err := b.vault.KEKVersions(); errors.Is(err, vault.ErrRemoteKEK) {
+	if p.remoteKEK {
 		limit, rep.KeysSampled = remoteKeysChecked, true
 	}
 	kc, err := b.store.CheckKeys(ctx, func(subject string, wrapped []byte, document bool) error {
@@ -173,9 +291,19 @@ func checkBackup(ctx context.Context, rep *backupReport, dest string, open func(
 		_, err := b.vault.DataKey(subject, wrapped)
 		return err
 	}, limit)
-	rep.Keys, rep.KeysOpened = kc.Keys, kc.Opened
+	rep.People, rep.DocumentKeys, rep.KeysOpened = kc.Keys, kc.DocumentKeys, kc.Opened
 	if err != nil {
 		return fmt.Errorf("the copy's keys do not open its data (was a key rotation finishing? run the backup again): %w", err)
+	}
+	if !p.remoteKEK {
+		st, err := b.store.KeyStatus(ctx)
+		if err != nil {
+			return err
+		}
+		for v := range st.ByVersion {
+			rep.KEKVersions = append(rep.KEKVersions, v)
+		}
+		slices.Sort(rep.KEKVersions)
 	}
 	v, err := b.store.Verify(ctx, sqlstore.VerifyOptions{})
 	if err != nil {
@@ -188,57 +316,61 @@ func checkBackup(ctx context.Context, rep *backupReport, dest string, open func(
 	return nil
 }
 
-// emptyDir makes dir, or accepts it when it exists and is empty; made says which.
-func emptyDir(dir string) (made bool, err error) {
-	ents, err := os.ReadDir(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return false, fmt.Errorf("--to: %v", err)
+// resolve makes path absolute with its symbolic links resolved, as far as it exists.
+func resolve(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(r, rest), nil
 		}
-		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("--to: %v", err)
-	case len(ents) > 0:
-		return false, fmt.Errorf("--to %s is not empty: a backup goes into a new or empty folder", dir)
-	}
-	return false, os.Chmod(dir, 0o700)
-}
-
-// removeBackup removes a failed backup: the folder if this run made it, else what
-// it wrote into it.
-func removeBackup(dir string, made bool) {
-	if made {
-		os.RemoveAll(dir)
-		return
-	}
-	ents, _ := os.ReadDir(dir)
-	for _, en := range ents {
-		os.RemoveAll(filepath.Join(dir, en.Name()))
+		if dir == filepath.Dir(dir) {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
 	}
 }
 
-// isWithin reports whether path is below dir (both absolute and clean).
-func isWithin(path, dir string) bool {
+// within reports whether path is dir or below it (both resolved).
+func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
-// copyTree copies the regular files under src into dst (folders 0700, files 0600,
-// each synced) and returns how many it copied; a missing src copies nothing.
-func copyTree(src, dst string) (int, error) {
-	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
+func removeIfExists(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// copyTree copies the regular files under src (through a symbolic link to it) into
+// dst, folders 0700 and files 0600, each synced, leaving out the files in skip and
+// documents still being written (".tmp-*"), and returns how many it copied; a
+// missing src copies nothing.
+func copyTree(src, dst string, skip []string) (int, error) {
+	root, err := filepath.EvalSymlinks(src)
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
+	if err != nil {
+		return 0, fmt.Errorf("copy %s: %w", src, err)
+	}
 	n := 0
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if path != src && errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while we walked (a document deleted, a temporary file renamed)
+			if path != root && errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while we walked (a document deleted)
 			}
 			return err
 		}
-		rel, err := filepath.Rel(src, path)
+		rel, err := filepath.Rel(root, path)
 		if err != nil {
 			return err
 		}
@@ -246,8 +378,8 @@ func copyTree(src, dst string) (int, error) {
 		switch {
 		case d.IsDir():
 			return os.MkdirAll(target, 0o700)
-		case !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".tmp-"):
-			return nil // a document being written: not yet in place, so not in the backup
+		case !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".tmp-") || slices.Contains(skip, filepath.Join(src, rel)):
+			return nil
 		}
 		err = copyFile(path, target)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -261,10 +393,15 @@ func copyTree(src, dst string) (int, error) {
 	if err != nil {
 		return n, fmt.Errorf("copy %s: %w", src, err)
 	}
-	return n, syncDirs(dst)
+	return n, filepath.WalkDir(dst, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return sqlstore.SyncPath(path) // the copied files' names are durable too
+	})
 }
 
-// copyFile copies one file (0600) and syncs it.
+// copyFile copies one file into a new file (0600) and syncs it.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -284,20 +421,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// syncDirs fsyncs dir and every folder under it, so the copied files' names are
-// durable too.
-func syncDirs(dir string) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return err
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return f.Sync()
-	})
 }

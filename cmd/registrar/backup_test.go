@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,15 +14,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"registrar/internal/testdistrict"
+	"registrar/vault"
 )
 
 // TestBackupWhileServing takes a backup of a data dir while its server answers
-// writes, then serves the backup: every write acknowledged before the backup began is
-// in it, a document and a sealed field read back as they were stored (the copied keys
-// open them), the backup's trail verifies and holds the backup's own event, and
-// refusals leave nothing behind.
+// writes, with the key-encryption key copied apart (--kek-to), then serves the backup
+// with that key put back, as a restore on another machine would: every write
+// acknowledged before the backup began is in it, a document and a sealed field read
+// back as they were stored, and the backup's trail verifies and holds the backup's
+// own event. The backup folder itself holds no key-encryption key.
 func TestBackupWhileServing(t *testing.T) {
 	t.Parallel()
 	dir := keysData(t)
@@ -110,15 +114,14 @@ func TestBackupWhileServing(t *testing.T) {
 			}
 		}()
 	}
-	for written.Load() < 40 {
-		if t.Failed() {
-			t.FailNow()
-		}
+	for written.Load() < 40 && !t.Failed() {
+		time.Sleep(time.Millisecond)
 	}
 	dest := filepath.Join(t.TempDir(), "backup")
+	kekCopy := filepath.Join(t.TempDir(), "kek-copy.json")
 	began.Store(true)
 	var bout, berr syncBuffer
-	code = Main(context.Background(), []string{"backup", "--to", dest, "--json"}, strings.NewReader(""), &bout, &berr, getenvFrom(env))
+	code = Main(context.Background(), []string{"backup", "--to", dest, "--kek-to", kekCopy, "--json"}, strings.NewReader(""), &bout, &berr, getenvFrom(env))
 	atWrite := written.Load()
 	close(quit)
 	wg.Wait()
@@ -129,26 +132,40 @@ func TestBackupWhileServing(t *testing.T) {
 	if err := json.Unmarshal([]byte(bout.String()), &rep); err != nil {
 		t.Fatalf("backup --json printed %q: %v", bout.String(), err)
 	}
-	if rep.Documents != 1 || rep.Keys == 0 || rep.KeysOpened < rep.Keys || rep.KeysSampled || rep.Events == 0 || rep.Chains != 1 || rep.DatabaseBytes == 0 {
-		t.Errorf("backup report %+v: want 1 document, every key opened, a verified chain", rep)
+	if rep.Documents != 1 || rep.People == 0 || rep.DocumentKeys != 1 || rep.KeysOpened != rep.People+rep.DocumentKeys || rep.KeysSampled ||
+		len(rep.KEKVersions) != 1 || rep.Events == 0 || rep.Chains != 1 || rep.DatabaseBytes == 0 || rep.Dir != dest || rep.KEKFile != kekCopy {
+		t.Errorf("backup report %+v: want 1 document, every key opened under one KEK version, a verified chain", rep)
 	}
 	t.Logf("backup took %.2fs with %d writes acknowledged before it and %d by its end", rep.Seconds, len(before), atWrite)
-	for _, f := range []string{"registrar.db", "registrar-index.db", "instance-id", "keys/kek.json", "keys/service.json"} {
-		fi, err := os.Stat(filepath.Join(dest, f))
+	if _, err := os.Stat(filepath.Join(dest, "keys", "kek.json")); err == nil {
+		t.Error("the backup holds the key-encryption key")
+	}
+	for _, f := range []string{"registrar.db", "registrar-index.db", "instance-id", "keys/service.json", "documents", kekCopy} {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(dest, f)
+		}
+		fi, err := os.Stat(f)
 		if err != nil {
 			t.Errorf("backup lacks %s: %v", f, err)
-		} else if fi.Mode().Perm() != 0o600 {
-			t.Errorf("backup's %s has mode %v, want 0600", f, fi.Mode().Perm())
+		} else if want := fs.FileMode(0o600); fi.IsDir() && fi.Mode().Perm() != 0o700 || !fi.IsDir() && fi.Mode().Perm() != want {
+			t.Errorf("backup's %s has mode %v, want 0600 (files) or 0700 (folders)", f, fi.Mode().Perm())
 		}
 	}
 	if fi, err := os.Stat(dest); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("backup folder: %v, want mode 0700", err)
 	}
+	if partial, _ := filepath.Glob(dest + ".partial-*"); len(partial) > 0 {
+		t.Errorf("a successful backup left %v", partial)
+	}
 	stop()
 	stopped = true
 	oldBase := base
 
-	// The backup serves as a data dir of its own.
+	// Restored elsewhere: the backup, with its key-encryption key put back, serves as
+	// a data dir of its own.
+	if err := os.Rename(kekCopy, filepath.Join(dest, "keys", "kek.json")); err != nil {
+		t.Fatal(err)
+	}
 	benv := map[string]string{"REGISTRAR_DATA": dest, "REGISTRAR_LOG_LEVEL": "error"}
 	base, stopB := serveOnLoopback(t, benv)
 	defer stopB()
@@ -181,19 +198,31 @@ func TestBackupRefusals(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(full, "something"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	empty := t.TempDir()
+	empty, docs, fresh := t.TempDir(), t.TempDir(), t.TempDir()
+	link := filepath.Join(t.TempDir(), "data-link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	b := func(name string) string { return filepath.Join(fresh, name) }
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
 		args []string
 		want string
 	}{
-		{"no destination", nil, []string{"--data", dir}, "--to"},
-		{"a folder that is not empty", nil, []string{"--data", dir, "--to", full}, "not empty"},
-		{"inside the data dir", nil, []string{"--data", dir, "--to", filepath.Join(dir, "b")}, "inside the data dir"},
-		{"the data dir itself", nil, []string{"--data", dir, "--to", dir}, "inside the data dir"},
-		{"no database", nil, []string{"--data", empty, "--to", filepath.Join(t.TempDir(), "b")}, "no registrar database"},
-		{"PostgreSQL", map[string]string{"REGISTRAR_DATABASE_URL": "postgres://registrar@127.0.0.1:1/registrar"}, []string{"--data", dir, "--to", filepath.Join(t.TempDir(), "b")}, "PostgreSQL"},
+		{"no destination", nil, []string{"--data", dir, "--without-kek"}, "--to"},
+		{"no choice for the KEK", nil, []string{"--data", dir, "--to", b("1")}, "--kek-to FILE"},
+		{"both choices for the KEK", nil, []string{"--data", dir, "--to", b("2"), "--without-kek", "--kek-to", b("k2")}, "--kek-to FILE"},
+		{"a KEK choice with a KMS key", map[string]string{"REGISTRAR_KEK_URI": "aws-kms://arn:aws:kms:us-east-1:111122223333:key/x"}, []string{"--data", dir, "--to", b("3"), "--without-kek"}, "AWS KMS"},
+		{"the KEK inside the backup", nil, []string{"--data", dir, "--to", b("4"), "--kek-to", filepath.Join(b("4"), "kek.json")}, "inside --to"},
+		{"a KEK file that exists", nil, []string{"--data", dir, "--to", b("5"), "--kek-to", filepath.Join(full, "something")}, "exists"},
+		{"a folder that is not empty", nil, []string{"--data", dir, "--to", full, "--without-kek"}, "not empty"},
+		{"inside the data dir", nil, []string{"--data", dir, "--to", filepath.Join(dir, "b"), "--without-kek"}, "overlap"},
+		{"inside the data dir, through a link", nil, []string{"--data", link, "--to", filepath.Join(dir, "b"), "--without-kek"}, "overlap"},
+		{"the data dir itself", nil, []string{"--data", dir, "--to", dir, "--without-kek"}, "overlap"},
+		{"inside the documents folder", map[string]string{"REGISTRAR_DOCUMENTS_DIR": docs}, []string{"--data", dir, "--to", filepath.Join(docs, "b"), "--without-kek"}, "overlap"},
+		{"no database", nil, []string{"--data", empty, "--to", b("6"), "--without-kek"}, "no registrar database"},
+		{"PostgreSQL", map[string]string{"REGISTRAR_DATABASE_URL": "postgres://registrar@127.0.0.1:1/registrar"}, []string{"--data", dir, "--to", b("7"), "--without-kek"}, "PostgreSQL"},
 	} {
 		var out, errb syncBuffer
 		code := Main(context.Background(), append([]string{"backup"}, tc.args...), strings.NewReader(""), &out, &errb, getenvFrom(tc.env))
@@ -201,51 +230,86 @@ func TestBackupRefusals(t *testing.T) {
 			t.Errorf("%s: exit %d, %q; want 2 and %q", tc.name, code, errb.String(), tc.want)
 		}
 	}
-	if ents, _ := os.ReadDir(full); len(ents) != 1 {
-		t.Errorf("the refused folder holds %d entries, want its 1", len(ents))
+	for d, n := range map[string]int{full: 1, fresh: 0, docs: 0, empty: 0} {
+		if ents, _ := os.ReadDir(d); len(ents) != n {
+			t.Errorf("%s holds %d entries after the refusals, want %d", d, len(ents), n)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "b")); err == nil {
 		t.Error("a refused backup created its folder inside the data dir")
 	}
 }
 
-// TestFailedBackupIsRemoved: a copy that does not check (here: keys of another data
-// dir put in its place before the check) fails, and the folder is removed.
+// TestBackupWithoutKEK: --without-kek writes a backup that opens with the live
+// key-encryption key and says which versions it needs.
+func TestBackupWithoutKEK(t *testing.T) {
+	t.Parallel()
+	dir := keysData(t)
+	dest := filepath.Join(t.TempDir(), "backup")
+	code, out, errs := keysRun(t, "backup", "--data", dir, "--to", dest, "--without-kek", "--log-level", "error")
+	if code != 0 || !strings.Contains(out, "holds no key-encryption key") || !strings.Contains(out, "opens with key-encryption key version(s) [") || strings.Contains(out, "version(s) []") {
+		t.Fatalf("backup --without-kek: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "keys", "kek.json")); err == nil {
+		t.Error("the backup holds the key-encryption key")
+	}
+	if err := copyFile(filepath.Join(dir, "keys", "kek.json"), filepath.Join(dest, "keys", "kek.json")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := keysRun(t, "audit", "verify", "--data", dest, "--log-level", "error"); code != 0 {
+		t.Errorf("audit verify on the backup with the live KEK: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestFailedBackupIsRemoved: a copy that does not open with the key-encryption key it
+// is checked with (here another data dir's) fails; nothing is left at --to, at
+// --kek-to or beside them, a folder given empty stays empty, and the source's trail
+// records the failure.
 func TestFailedBackupIsRemoved(t *testing.T) {
 	t.Parallel()
 	dir, other := keysData(t), keysData(t)
 	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
-	fs, vals := newFlags(e, "test", "")
-	cfg, err := parse(e, fs, vals, []string{"--data", dir, "--log-level", "error"})
+	fset, vals := newFlags(e, "test", "")
+	cfg, err := parse(e, fset, vals, []string{"--data", dir, "--log-level", "error"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, made := range []bool{true, false} {
-		dest := filepath.Join(t.TempDir(), "backup")
-		if !made {
-			os.Mkdir(dest, 0o755)
-		}
-		open := func(data string) (*app, error) {
-			if data == dest {
-				os.RemoveAll(filepath.Join(dest, "keys"))
-				if _, err := copyTree(filepath.Join(other, "keys"), filepath.Join(dest, "keys")); err != nil {
-					t.Fatal(err)
+	log := newLogger(e, "error")
+	for _, given := range []bool{false, true} {
+		parent := t.TempDir()
+		p := backupPlan{data: dir, docs: filepath.Join(dir, "documents"), dest: filepath.Join(parent, "backup"), kekTo: filepath.Join(parent, "kek.json"),
+			source: func() (*app, error) { return openApp(context.Background(), e, cfg, log) },
+			copy: func(d, _ string) (*app, error) {
+				v, err := vault.Open(vault.Options{Dir: filepath.Join(d, "keys"), KEKFile: filepath.Join(other, "keys", "kek.json")})
+				if err != nil {
+					return nil, err
 				}
-			}
-			c := *cfg
-			c.Data = data
-			return openApp(context.Background(), e, &c, newLogger(e, "error"))
+				c := *cfg
+				c.Data = d
+				return openAppWith(context.Background(), &c, log, v)
+			}}
+		if given {
+			os.Mkdir(p.dest, 0o755)
 		}
-		_, err := backupInto(context.Background(), cfg, dest, open)
-		if err == nil || !strings.Contains(err.Error(), "removed") {
-			t.Errorf("backup with another data dir's keys: %v, want a failure that says the copy was removed", err)
+		_, err := p.run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "does not open with its keys") || !strings.Contains(err.Error(), "removed") {
+			t.Errorf("backup checked with another data dir's KEK: %v, want a failure to open that says the copy was removed", err)
 		}
-		ents, statErr := os.ReadDir(dest)
+		ents, _ := os.ReadDir(parent)
 		switch {
-		case made && statErr == nil:
-			t.Errorf("the failed backup's folder, made by the backup, is still there with %d entries", len(ents))
-		case !made && (statErr != nil || len(ents) > 0):
-			t.Errorf("the failed backup's folder, given empty: %v, %d entries; want it kept, empty", statErr, len(ents))
+		case given && (len(ents) != 1 || ents[0].Name() != "backup"):
+			t.Errorf("after a failed backup into a folder given empty, %s holds %v; want only that folder", parent, ents)
+		case !given && len(ents) != 0:
+			t.Errorf("a failed backup left %v in %s", ents, parent)
 		}
+		if given {
+			if in, _ := os.ReadDir(p.dest); len(in) != 0 {
+				t.Errorf("the folder given empty holds %d entries after a failed backup", len(in))
+			}
+		}
+	}
+	code, out, errs := keysRun(t, "audit", "export", "--data", dir, "--log-level", "error")
+	if code != 0 || strings.Count(out, `"action":"backup"`) != 4 || strings.Count(out, `"outcome":"error"`) != 2 {
+		t.Errorf("the source's trail after two failed backups (exit %d): want 2 backup events and 2 failures of them\n%s", code, errs)
 	}
 }

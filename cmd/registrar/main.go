@@ -55,7 +55,7 @@ func commands() []command {
 		{"students", "students purge SOURCEDID --yes: delete a student and their keys, with a signed certificate", runStudents},
 		{"certificates", "certificates verify FILE: check a deletion certificate's signature", runCertificates},
 		{"worker", "consume the inbound event streams and relay changes outbound (serve runs one too)", runWorker},
-		{"backup", "backup --to DIR: copy the data dir while it serves, and check the copy", runBackup},
+		{"backup", "backup --to DIR --kek-to FILE: copy the data dir while it serves, and check the copy", runBackup},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "registrar", version)
