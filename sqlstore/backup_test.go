@@ -45,14 +45,13 @@ func TestBackupIsASnapshotBesideCommits(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !quit.Load() {
-				started := began.Load()
 				ev := audit.Event{PrincipalKind: audit.KindOperator, PrincipalID: "test", Action: "test.backup", Outcome: audit.OK, Time: time.Now(),
 					Students: []string{"user-student-backup"}} // indexed behind the trail
 				if err := st.Audit(ctx, ev); err != nil {
 					t.Error(err)
 					return
 				}
-				if !started {
+				if !began.Load() { // acknowledged before Backup began
 					before.Add(1)
 				}
 			}

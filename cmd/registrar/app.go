@@ -141,14 +141,23 @@ func openCache(cfg *config.Config, v *vault.Vault, log *slog.Logger) (cache.Cach
 }
 
 func (a *app) close() {
+	if err := a.closeErr(); err != nil {
+		a.log.Error("close", "err", err)
+	}
+}
+
+// closeErr closes the cache and the store and returns what went wrong.
+func (a *app) closeErr() error {
+	var err error
 	if a.cache != nil {
-		if err := a.cache.Close(); err != nil {
-			a.log.Error("close cache", "err", err)
+		if cerr := a.cache.Close(); cerr != nil {
+			err = fmt.Errorf("close cache: %w", cerr)
 		}
 	}
-	if err := a.store.Close(); err != nil {
-		a.log.Error("close store", "err", err)
+	if serr := a.store.Close(); serr != nil {
+		err = errors.Join(err, fmt.Errorf("close store: %w", serr))
 	}
+	return err
 }
 
 // instanceID returns this data dir's audit chain id, creating it on first use.

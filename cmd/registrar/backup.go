@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"registrar/audit"
@@ -37,7 +38,7 @@ type backupReport struct {
 }
 
 // remoteKeysChecked is how many keys a backup opens when the KEK is an AWS KMS key
-// (each opening is a KMS call): those of the first people by sourcedId, where a
+// (each opening is a KMS call): the first ones, people in sourcedId order, where a
 // local KEK opens every key.
 const remoteKeysChecked = 20
 
@@ -105,8 +106,10 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		if p.kekTo, err = resolve(*kekTo); err != nil {
 			return &exitError{code: 2, msg: fmt.Sprintf("--kek-to: %v", err)}
 		}
-		if within(p.kekTo, p.dest) {
-			return &exitError{code: 2, msg: "--kek-to is inside --to: the key-encryption key is kept apart from the backup (docs/backup.md)"}
+		for _, d := range []struct{ dir, what string }{{p.dest, "--to"}, {p.data, "the data dir"}, {p.docs, "the documents folder"}} {
+			if within(p.kekTo, d.dir) {
+				return &exitError{code: 2, msg: fmt.Sprintf("--kek-to is inside %s: the key-encryption key is kept apart from the backup and from what the next backup copies (docs/backup.md)", d.what)}
+			}
 		}
 		if _, err := os.Lstat(p.kekTo); err == nil {
 			return &exitError{code: 2, msg: fmt.Sprintf("--kek-to %s exists: name a new file", p.kekTo)}
@@ -114,6 +117,9 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	}
 	if ents, err := os.ReadDir(p.dest); err == nil && len(ents) > 0 {
 		return &exitError{code: 2, msg: fmt.Sprintf("--to %s is not empty: a backup goes into a new or empty folder", p.dest)}
+	}
+	if mountPoint(p.dest) {
+		return &exitError{code: 2, msg: fmt.Sprintf("--to %s is a mount point: the backup is written beside --to and renamed into place, so give a new folder inside it", p.dest)}
 	}
 	log := newLogger(e, cfg.LogLevel)
 	p.source = func() (*app, error) { return openApp(ctx, e, cfg, log) }
@@ -140,7 +146,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "  database %d bytes, index %d bytes, %d documents, %d deletion certificates\n", rep.DatabaseBytes, rep.IndexBytes, rep.Documents, rep.Certificates)
 	fmt.Fprintf(e.stdout, "  checked: audit trail intact (%d events in %d chain(s))\n", rep.Events, rep.Chains)
 	if rep.KeysSampled {
-		fmt.Fprintf(e.stdout, "  checked: the keys of the first %d of %d people open with the AWS KMS key (a sample: each opening is a KMS call)\n", rep.KeysOpened, rep.People)
+		fmt.Fprintf(e.stdout, "  checked: the first %d keys of %d people open with the AWS KMS key (a sample: each opening is a KMS call)\n", rep.KeysOpened, rep.People)
 		return nil
 	}
 	fmt.Fprintf(e.stdout, "  checked: every key of %d people (%d keys) opens with key-encryption key version(s) %v\n", rep.People, rep.KeysOpened, rep.KEKVersions)
@@ -185,15 +191,23 @@ func (p *backupPlan) run(ctx context.Context) (backupReport, error) {
 	if err == nil {
 		rep, err = p.write(ctx, a, tmp, kekTmp)
 	}
+	published := false
 	if err == nil {
-		err = p.publish(tmp, kekTmp)
+		published, err = p.publish(tmp, kekTmp)
 	}
-	if err != nil {
+	switch {
+	case err != nil && published:
+		// In place and checked; what failed came after (a folder's sync, removing the
+		// KEK's temporary name): say so, remove nothing.
+		err = fmt.Errorf("the backup is in %s, checked, but: %w", p.dest, err)
+	case err != nil:
 		if cleanup := errors.Join(os.RemoveAll(tmp), removeIfExists(kekTmp)); cleanup != nil {
 			err = fmt.Errorf("backup failed: %w (and its partial copy %s could not be removed: %v)", err, tmp, cleanup)
 		} else {
 			err = fmt.Errorf("backup failed, and its partial copy was removed: %w", err)
 		}
+	}
+	if err != nil {
 		ev.Time, ev.Outcome, ev.Detail = time.Now(), audit.Failed, err.Error()
 		if aerr := a.store.Audit(context.WithoutCancel(ctx), ev); aerr != nil {
 			a.log.Error("backup: the failure's audit event was not written", "err", aerr)
@@ -205,27 +219,27 @@ func (p *backupPlan) run(ctx context.Context) (backupReport, error) {
 }
 
 // publish puts the checked copy (and the KEK copy) in place and syncs the folders
-// that name them. The KEK is linked first (a link never replaces a file that
-// appeared since); rename(2) replaces an empty folder and refuses one that is not, so
-// two runs racing to the same --to cannot both succeed.
-func (p *backupPlan) publish(tmp, kekTmp string) error {
+// that name them; published says whether the backup is in place. The KEK is copied
+// to a file created for it (never replacing one that appeared since, on any file
+// system); rename(2) replaces an empty folder and refuses one that is not, so two
+// runs racing for one --to cannot both succeed.
+func (p *backupPlan) publish(tmp, kekTmp string) (published bool, err error) {
 	if kekTmp != "" {
-		if err := os.Link(kekTmp, p.kekTo); err != nil {
-			return fmt.Errorf("--kek-to: %w", err)
+		if err := copyFile(kekTmp, p.kekTo); err != nil {
+			return false, fmt.Errorf("--kek-to: %w", err)
 		}
-		os.Remove(kekTmp)
 	}
 	if err := os.Rename(tmp, p.dest); err != nil {
 		if kekTmp != "" {
-			os.Remove(p.kekTo) // ours: linked just above
+			os.Remove(p.kekTo) // ours: created just above
 		}
-		return fmt.Errorf("--to: %w", err)
+		return false, fmt.Errorf("--to: %w", err)
 	}
-	err := sqlstore.SyncPath(filepath.Dir(p.dest))
+	err = errors.Join(removeIfExists(kekTmp), sqlstore.SyncPath(filepath.Dir(p.dest)))
 	if kekTmp != "" {
 		err = errors.Join(err, sqlstore.SyncPath(filepath.Dir(p.kekTo)))
 	}
-	return err
+	return true, err
 }
 
 // write copies the data dir that a has open into dir (the KEK into kekFile, if
@@ -233,10 +247,10 @@ func (p *backupPlan) publish(tmp, kekTmp string) error {
 func (p *backupPlan) write(ctx context.Context, a *app, dir, kekFile string) (rep backupReport, err error) {
 	// Documents before the database: a document's key is committed before its file
 	// is written, so every copied document opens with a key the snapshot holds.
-	if rep.Documents, err = copyTree(p.docs, filepath.Join(dir, "documents"), nil); err != nil {
+	if rep.Documents, err = copyTree(p.docs, filepath.Join(dir, "documents")); err != nil {
 		return rep, err
 	}
-	if rep.Certificates, err = copyTree(filepath.Join(p.data, "certificates"), filepath.Join(dir, "certificates"), nil); err != nil {
+	if rep.Certificates, err = copyTree(filepath.Join(p.data, "certificates"), filepath.Join(dir, "certificates")); err != nil {
 		return rep, err
 	}
 	var files sqlstore.BackupReport
@@ -247,8 +261,14 @@ func (p *backupPlan) write(ctx context.Context, a *app, dir, kekFile string) (re
 	// The keys after the database: a key rotation finishing in between would have
 	// retired a KEK version the snapshot needs, which the check finds. The local KEK
 	// never goes into the backup.
-	kek := vault.LocalKEKFile(filepath.Join(p.data, "keys"))
-	if _, err = copyTree(filepath.Join(p.data, "keys"), filepath.Join(dir, "keys"), []string{kek}); err != nil {
+	keys := filepath.Join(p.data, "keys")
+	kek, svc := vault.LocalKEKFile(keys), vault.ServiceKeysetFile(keys)
+	if err = os.Mkdir(filepath.Join(dir, "keys"), 0o700); err != nil {
+		return rep, err
+	}
+	// The service keyset only (wrapped by the KEK; absent when it is injected): never
+	// whatever else an operator put in keys/.
+	if err = copyFile(svc, vault.ServiceKeysetFile(filepath.Join(dir, "keys"))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return rep, err
 	}
 	if err = copyFile(filepath.Join(p.data, "instance-id"), filepath.Join(dir, "instance-id")); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -273,12 +293,18 @@ func (p *backupPlan) write(ctx context.Context, a *app, dir, kekFile string) (re
 
 // check opens the copy as a restore would (with the KEK in kekFile) and checks its
 // keys and its trail.
-func (p *backupPlan) check(ctx context.Context, rep *backupReport, dir, kekFile string) error {
+func (p *backupPlan) check(ctx context.Context, rep *backupReport, dir, kekFile string) (err error) {
 	b, err := p.copy(dir, kekFile)
 	if err != nil {
 		return fmt.Errorf("the copy does not open with its keys: %w", err)
 	}
-	defer b.close()
+	// Closing the copy writes what its first start would (the index's tail, a
+	// checkpoint over its last events); a close that fails fails the backup.
+	defer func() {
+		if cerr := b.closeErr(); cerr != nil && err == nil {
+			err = fmt.Errorf("the copy does not close cleanly: %w", cerr)
+		}
+	}()
 	limit := 0
 	if p.remoteKEK {
 		limit, rep.KeysSampled = remoteKeysChecked, true
@@ -340,6 +366,18 @@ func within(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
+// mountPoint reports whether dir exists and is on another file system than its parent.
+func mountPoint(dir string) bool {
+	a, errA := os.Stat(dir)
+	b, errB := os.Stat(filepath.Dir(dir))
+	if errA != nil || errB != nil {
+		return false
+	}
+	sa, okA := a.Sys().(*syscall.Stat_t)
+	sb, okB := b.Sys().(*syscall.Stat_t)
+	return okA && okB && sa.Dev != sb.Dev
+}
+
 func removeIfExists(path string) error {
 	if path == "" {
 		return nil
@@ -351,10 +389,9 @@ func removeIfExists(path string) error {
 }
 
 // copyTree copies the regular files under src (through a symbolic link to it) into
-// dst, folders 0700 and files 0600, each synced, leaving out the files in skip and
-// documents still being written (".tmp-*"), and returns how many it copied; a
-// missing src copies nothing.
-func copyTree(src, dst string, skip []string) (int, error) {
+// dst, folders 0700 and files 0600, each synced, leaving out documents still being
+// written (".tmp-*"), and returns how many it copied; a missing src copies nothing.
+func copyTree(src, dst string) (int, error) {
 	root, err := filepath.EvalSymlinks(src)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
@@ -378,7 +415,7 @@ func copyTree(src, dst string, skip []string) (int, error) {
 		switch {
 		case d.IsDir():
 			return os.MkdirAll(target, 0o700)
-		case !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".tmp-") || slices.Contains(skip, filepath.Join(src, rel)):
+		case !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".tmp-"):
 			return nil
 		}
 		err = copyFile(path, target)

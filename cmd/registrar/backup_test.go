@@ -97,7 +97,6 @@ func TestBackupWhileServing(t *testing.T) {
 				default:
 				}
 				id := fmt.Sprintf("backup-w%d-%d", w, i)
-				started := began.Load()
 				body := `{"result":{"lineItem":{"sourcedId":"` + testdistrict.LineItemA + `","type":"lineItem"},"student":{"sourcedId":"` + testdistrict.Student3 +
 					`","type":"user"},"scoreStatus":"fully graded","score":` + fmt.Sprint(i%100) + `,"scoreDate":"2026-10-01"}}`
 				status, b := send("PUT", G+"/results/"+id, "application/json", []byte(body))
@@ -106,7 +105,7 @@ func TestBackupWhileServing(t *testing.T) {
 					return
 				}
 				written.Add(1)
-				if !started {
+				if !began.Load() { // acknowledged before the backup began
 					mu.Lock()
 					before = append(before, id)
 					mu.Unlock()
@@ -133,7 +132,7 @@ func TestBackupWhileServing(t *testing.T) {
 		t.Fatalf("backup --json printed %q: %v", bout.String(), err)
 	}
 	if rep.Documents != 1 || rep.People == 0 || rep.DocumentKeys != 1 || rep.KeysOpened != rep.People+rep.DocumentKeys || rep.KeysSampled ||
-		len(rep.KEKVersions) != 1 || rep.Events == 0 || rep.Chains != 1 || rep.DatabaseBytes == 0 || rep.Dir != dest || rep.KEKFile != kekCopy {
+		len(rep.KEKVersions) != 1 || rep.Events == 0 || rep.Chains != 1 || rep.DatabaseBytes == 0 || rep.Dir != resolved(t, dest) || rep.KEKFile != resolved(t, kekCopy) {
 		t.Errorf("backup report %+v: want 1 document, every key opened under one KEK version, a verified chain", rep)
 	}
 	t.Logf("backup took %.2fs with %d writes acknowledged before it and %d by its end", rep.Seconds, len(before), atWrite)
@@ -154,8 +153,10 @@ func TestBackupWhileServing(t *testing.T) {
 	if fi, err := os.Stat(dest); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("backup folder: %v, want mode 0700", err)
 	}
-	if partial, _ := filepath.Glob(dest + ".partial-*"); len(partial) > 0 {
-		t.Errorf("a successful backup left %v", partial)
+	for _, f := range []string{dest, kekCopy} {
+		if partial, _ := filepath.Glob(f + ".partial-*"); len(partial) > 0 {
+			t.Errorf("a successful backup left %v", partial)
+		}
 	}
 	stop()
 	stopped = true
@@ -190,6 +191,16 @@ func TestBackupWhileServing(t *testing.T) {
 	}
 }
 
+// resolved is path with its symbolic links resolved, as the backup reports it.
+func resolved(t *testing.T, path string) string {
+	t.Helper()
+	r, err := resolve(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestBackupRefusals: each bad request exits 2, says what is wrong, and writes nothing.
 func TestBackupRefusals(t *testing.T) {
 	t.Parallel()
@@ -219,6 +230,8 @@ func TestBackupRefusals(t *testing.T) {
 		{"a folder that is not empty", nil, []string{"--data", dir, "--to", full, "--without-kek"}, "not empty"},
 		{"inside the data dir", nil, []string{"--data", dir, "--to", filepath.Join(dir, "b"), "--without-kek"}, "overlap"},
 		{"inside the data dir, through a link", nil, []string{"--data", link, "--to", filepath.Join(dir, "b"), "--without-kek"}, "overlap"},
+		{"through a link into the data dir", nil, []string{"--data", dir, "--to", filepath.Join(link, "b"), "--without-kek"}, "overlap"},
+		{"the KEK inside the data dir", nil, []string{"--data", dir, "--to", b("8"), "--kek-to", filepath.Join(dir, "keys", "kek-copy.json")}, "inside the data dir"},
 		{"the data dir itself", nil, []string{"--data", dir, "--to", dir, "--without-kek"}, "overlap"},
 		{"inside the documents folder", map[string]string{"REGISTRAR_DOCUMENTS_DIR": docs}, []string{"--data", dir, "--to", filepath.Join(docs, "b"), "--without-kek"}, "overlap"},
 		{"no database", nil, []string{"--data", empty, "--to", b("6"), "--without-kek"}, "no registrar database"},
@@ -311,5 +324,61 @@ func TestFailedBackupIsRemoved(t *testing.T) {
 	code, out, errs := keysRun(t, "audit", "export", "--data", dir, "--log-level", "error")
 	if code != 0 || strings.Count(out, `"action":"backup"`) != 4 || strings.Count(out, `"outcome":"error"`) != 2 {
 		t.Errorf("the source's trail after two failed backups (exit %d): want 2 backup events and 2 failures of them\n%s", code, errs)
+	}
+}
+
+// TestBackupPublishNeverReplaces: a --kek-to that appeared during the run, or a --to
+// that filled, fails the publication without touching what is there, and a KEK copy
+// made for a folder that could not be renamed is taken back.
+func TestBackupPublishNeverReplaces(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	mk := func(name, body string) string {
+		path := filepath.Join(parent, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tmp := filepath.Join(parent, "backup.partial-1")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kekTmp := mk("kek.json.partial-1", "the KEK")
+	p := backupPlan{dest: filepath.Join(parent, "backup"), kekTo: mk("kek.json", "someone else's file")}
+	if published, err := p.publish(tmp, kekTmp); published || err == nil {
+		t.Errorf("publish over a --kek-to that appeared: published %v, %v; want a failure", published, err)
+	}
+	if b, _ := os.ReadFile(p.kekTo); string(b) != "someone else's file" {
+		t.Errorf("the file that appeared at --kek-to now holds %q", b)
+	}
+	if _, err := os.Stat(p.dest); err == nil {
+		t.Error("the backup was put in place although its KEK copy was not")
+	}
+
+	os.Remove(p.kekTo)
+	if err := os.Mkdir(p.dest, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mk("backup/something", "x")
+	if published, err := p.publish(tmp, kekTmp); published || err == nil {
+		t.Errorf("publish onto a --to that filled: published %v, %v; want a failure", published, err)
+	}
+	if _, err := os.Stat(p.kekTo); err == nil {
+		t.Error("the KEK copy made for a backup that was not put in place is still there")
+	}
+	if ents, _ := os.ReadDir(p.dest); len(ents) != 1 {
+		t.Errorf("the folder that filled holds %d entries, want its 1", len(ents))
+	}
+
+	os.RemoveAll(p.dest)
+	if published, err := p.publish(tmp, kekTmp); !published || err != nil {
+		t.Fatalf("publish: %v, %v", published, err)
+	}
+	if b, _ := os.ReadFile(p.kekTo); string(b) != "the KEK" {
+		t.Errorf("--kek-to holds %q", b)
+	}
+	if _, err := os.Stat(kekTmp); err == nil {
+		t.Error("the KEK's temporary copy is still there after publishing")
 	}
 }
