@@ -234,7 +234,10 @@ func startServer(ctx context.Context, bin string, env []string) (*server, error)
 func startProcess(ctx context.Context, bin string, args, env []string) (*server, error) {
 	c := exec.CommandContext(ctx, bin, args...)
 	c.Env = append(os.Environ(), env...)
-	c.Stderr = io.Discard
+	// Stderr (registrar's JSON log: a line per request and per audit event) goes to
+	// the null device, written by the server's own process: a pipe would be drained by
+	// a goroutine of the bench process, on the load generator's cores.
+	c.Stderr = nil
 	stdout, err := c.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -430,9 +433,9 @@ func measureSize(ctx context.Context, o options, bin string, d *district, rep *r
 		return "", err
 	}
 	// The baseline is a process of its own, as registrar is: in the bench process it
-	// would share the load generator's, and skip the loopback between processes that
-	// registrar pays for (in-process it answered 18% more requests: docs/architecture.md,
-	// session 9).
+	// would share the load generator's runtime, where registrar's requests cross into
+	// another process (in-process it answered 18% more requests: BenchmarkBaselineTopology
+	// in bench/bare, docs/architecture.md, session 9).
 	base, err := startProcess(ctx, o.bareBin, []string{filepath.Join(d.dir, "registrar.db")}, nil)
 	if err != nil {
 		return "", err
