@@ -43,7 +43,10 @@ func (s *Store) Backup(ctx context.Context, dir string) (BackupReport, error) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	for _, f := range []struct{ schema, path string }{{"ix", rep.Index}, {"main", rep.Database}} {
+	for _, f := range []struct {
+		schema, path string
+		size         *int64
+	}{{"ix", rep.Index, &rep.IndexSize}, {"main", rep.Database, &rep.DatabaseSize}} {
 		// VACUUM INTO writes into a new or empty file: create it first, so that it is
 		// 0600 like the data dir's own, and so that an existing file is never overwritten.
 		out, err := os.OpenFile(f.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -60,19 +63,14 @@ func (s *Store) Backup(ctx context.Context, dir string) (BackupReport, error) {
 		if err := quickCheck(ctx, f.path); err != nil {
 			return rep, fmt.Errorf("sqlstore: backup %s does not check: %w", f.path, err)
 		}
-	}
-	if err := SyncPath(dir); err != nil {
-		return rep, fmt.Errorf("sqlstore: backup: %w", err)
-	}
-	for _, f := range []struct {
-		path string
-		size *int64
-	}{{rep.Database, &rep.DatabaseSize}, {rep.Index, &rep.IndexSize}} {
 		fi, err := os.Stat(f.path)
 		if err != nil {
 			return rep, fmt.Errorf("sqlstore: backup: %w", err)
 		}
 		*f.size = fi.Size()
+	}
+	if err := SyncPath(dir); err != nil {
+		return rep, fmt.Errorf("sqlstore: backup: %w", err)
 	}
 	return rep, nil
 }
@@ -119,52 +117,45 @@ func quickCheck(ctx context.Context, path string) error {
 	return nil
 }
 
-// KeyCheck says how many wrapped keys CheckKeys opened.
-type KeyCheck struct {
-	Keys, DocumentKeys int // keys in the database
-	Opened             int // data and document keys opened (all of them, unless a limit was given)
-}
-
 // CheckKeys opens the wrapped data and document keys of the database with open (the
-// vault that will serve it), up to limit keys (0: every one), and fails on the first
-// that does not open, naming its subject. A backup runs it against its own copy of
-// the keys: a copy whose keys cannot open its data is no backup.
-func (s *Store) CheckKeys(ctx context.Context, open func(subject string, wrapped []byte, document bool) error, limit int) (KeyCheck, error) {
-	var kc KeyCheck
+// vault that will serve it), people in sourcedId order, up to limit keys (0: every
+// one), and fails on the first that does not open, naming its subject; it returns how
+// many it opened (KeyStatus counts them). A backup runs it against its own copy of the
+// keys: a copy whose keys cannot open its data is no backup.
+func (s *Store) CheckKeys(ctx context.Context, open func(subject string, wrapped []byte, document bool) error, limit int) (opened int, err error) {
 	rows, err := s.r.QueryContext(ctx, "SELECT subject_id, wrapped, doc_wrapped FROM subject_keys ORDER BY subject_id")
 	if err != nil {
-		return kc, unavailable("key check", err)
+		return 0, unavailable("key check", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var subject string
 		var w, d []byte
 		if err := rows.Scan(&subject, &w, &d); err != nil {
-			return kc, unavailable("key check", err)
-		}
-		kc.Keys++
-		if len(d) > 0 {
-			kc.DocumentKeys++
+			return opened, unavailable("key check", err)
 		}
 		for _, k := range []struct {
 			wrapped  []byte
 			document bool
 		}{{w, false}, {d, true}} {
-			if len(k.wrapped) == 0 || limit > 0 && kc.Opened >= limit {
-				continue // no document key, or past the limit
+			if limit > 0 && opened == limit {
+				return opened, nil
+			}
+			if len(k.wrapped) == 0 {
+				continue // no document key
 			}
 			if err := open(subject, k.wrapped, k.document); err != nil {
 				kind := "data"
 				if k.document {
 					kind = "document"
 				}
-				return kc, fmt.Errorf("the %s key of %s does not open: %w", kind, clipID(subject), err)
+				return opened, fmt.Errorf("the %s key of %s does not open: %w", kind, clipID(subject), err)
 			}
-			kc.Opened++
+			opened++
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return kc, unavailable("key check", err)
+		return opened, unavailable("key check", err)
 	}
-	return kc, nil
+	return opened, nil
 }

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -77,13 +76,12 @@ func BenchmarkBaselineTopology(b *testing.B) {
 	var inN, ownN int
 	var inD, ownD time.Duration
 	for i := range b.N * 5 {
-		r := load.Run(ctx, load.Options{Mix: load.Mix{{Name: "own", Weight: 1, Make: load.GetOneOf(ownURLs, toks)}}, Duration: 2 * time.Second, Workers: 64, Seed: uint64(i), Client: ownClient})
-		ownN, ownD = ownN+r.Requests, ownD+r.Duration
-		r = load.Run(ctx, load.Options{Mix: load.Mix{{Name: "in", Weight: 1, Make: load.GetOneOf(inURLs, toks)}}, Duration: 2 * time.Second, Workers: 64, Seed: uint64(i), Client: inClient})
-		inN, inD = inN+r.Requests, inD+r.Duration
-		if r.Errors > 0 {
-			b.Fatalf("%d errors", r.Errors)
+		ro := load.Run(ctx, load.Options{Mix: load.Mix{{Name: "own", Weight: 1, Make: load.GetOneOf(ownURLs, toks)}}, Duration: 2 * time.Second, Workers: 64, Seed: uint64(i), Client: ownClient})
+		ri := load.Run(ctx, load.Options{Mix: load.Mix{{Name: "in", Weight: 1, Make: load.GetOneOf(inURLs, toks)}}, Duration: 2 * time.Second, Workers: 64, Seed: uint64(i), Client: inClient})
+		if ro.Errors+ri.Errors > 0 {
+			b.Fatalf("turn %d: %d errors in its own process, %d in-process", i, ro.Errors, ri.Errors)
 		}
+		ownN, ownD, inN, inD = ownN+ro.Requests, ownD+ro.Duration, inN+ri.Requests, inD+ri.Duration
 	}
 	if inN == 0 || ownN == 0 {
 		b.Fatal("no requests answered")
@@ -112,7 +110,7 @@ func studentIDs(b *testing.B, path string) []string {
 		if err := rows.Scan(&id); err != nil {
 			b.Fatal(err)
 		}
-		ids = append(ids, strings.TrimSpace(id))
+		ids = append(ids, id)
 	}
 	if len(ids) == 0 {
 		b.Fatal("no students")

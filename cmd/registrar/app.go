@@ -88,7 +88,7 @@ func openAppWith(ctx context.Context, cfg *config.Config, log *slog.Logger, v *v
 		}
 	}
 	a.store, err = sqlstore.Open(ctx, sqlstore.Options{
-		Path: filepath.Join(cfg.Data, "registrar.db"),
+		Path: databasePath(cfg.Data),
 		// PostgreSQL when a URL is set; the password and CA travel beside it, never in it.
 		URL: cfg.DatabaseURL, ReaderURL: cfg.DatabaseReaderURL, Password: cfg.DatabasePassword, CAFile: cfg.DatabaseCAFile,
 		Chain: a.chain, Vault: a.vault, Logger: log,
@@ -159,6 +159,9 @@ func (a *app) closeErr() error {
 	}
 	return err
 }
+
+// databasePath is the SQLite database of the data dir data.
+func databasePath(data string) string { return filepath.Join(data, "registrar.db") }
 
 // instanceID returns this data dir's audit chain id, creating it on first use.
 func instanceID(dir string) (string, error) {

@@ -85,7 +85,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	if p.data, err = resolve(cfg.Data); err != nil {
 		return &exitError{code: 2, msg: fmt.Sprintf("--data: %v", err)}
 	}
-	if _, err := os.Stat(filepath.Join(p.data, "registrar.db")); err != nil {
+	if _, err := os.Stat(databasePath(p.data)); err != nil {
 		return &exitError{code: 2, msg: fmt.Sprintf("%s holds no registrar database (--data DIR, or REGISTRAR_DATA)", cfg.Data)}
 	}
 	p.docs = filepath.Join(p.data, "documents")
@@ -309,23 +309,22 @@ func (p *backupPlan) check(ctx context.Context, rep *backupReport, dir, kekFile 
 	if p.remoteKEK {
 		limit, rep.KeysSampled = remoteKeysChecked, true
 	}
-	kc, err := b.store.CheckKeys(ctx, func(subject string, wrapped []byte, document bool) error {
+	if rep.KeysOpened, err = b.store.CheckKeys(ctx, func(subject string, wrapped []byte, document bool) error {
 		if document {
 			_, err := b.vault.DocumentKey(subject, wrapped)
 			return err
 		}
 		_, err := b.vault.DataKey(subject, wrapped)
 		return err
-	}, limit)
-	rep.People, rep.DocumentKeys, rep.KeysOpened = kc.Keys, kc.DocumentKeys, kc.Opened
-	if err != nil {
+	}, limit); err != nil {
 		return fmt.Errorf("the copy's keys do not open its data (was a key rotation finishing? run the backup again): %w", err)
 	}
+	st, err := b.store.KeyStatus(ctx)
+	if err != nil {
+		return err
+	}
+	rep.People, rep.DocumentKeys = st.Keys, st.Documents
 	if !p.remoteKEK {
-		st, err := b.store.KeyStatus(ctx)
-		if err != nil {
-			return err
-		}
 		for v := range st.ByVersion {
 			rep.KEKVersions = append(rep.KEKVersions, v)
 		}
