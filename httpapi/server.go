@@ -195,7 +195,7 @@ func newRequestID() string {
 // wrap is the chain every route passes: request id, recovery, authentication,
 // metrics and the access log.
 func (s *Server) wrap(rt *route) http.Handler {
-	params := pathParams(rt.pattern)
+	params := wildcards(rt.pattern)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := &reqCtx{id: newRequestID(), route: rt, start: s.now()}
 		sw := &statusWriter{ResponseWriter: w}
@@ -249,8 +249,8 @@ func (s *Server) wrap(rt *route) http.Handler {
 				sw.Header().Set("X-Redisclosure-Notice", "Education records disclosed under FERPA (34 CFR Part 99); they may not be re-disclosed without consent except as 34 CFR 99.33 allows.")
 			}
 		}
-		for _, name := range params {
-			if err := textParam(name+" in the path", r.PathValue(name)); err != nil {
+		for _, p := range params {
+			if err := textParam(p.label, r.PathValue(p.name)); err != nil {
 				s.fail(sw, r, rc, err)
 				return
 			}
@@ -273,10 +273,14 @@ func textParam(name, v string) error {
 	return nil
 }
 
-// pathParams are the names of pattern's wildcards: "id" for "{id}", "rest" for
-// "{rest...}".
-func pathParams(pattern string) []string {
-	var out []string
+// wildcard is one of a route's path wildcards: its name ("id" for "{id}", "rest" for
+// "{rest...}") and what a refusal of its value calls it, made once per route so that
+// checking a request's path values allocates nothing.
+type wildcard struct{ name, label string }
+
+// wildcards lists pattern's path wildcards.
+func wildcards(pattern string) []wildcard {
+	var out []wildcard
 	for {
 		i := strings.IndexByte(pattern, '{')
 		if i < 0 {
@@ -287,7 +291,7 @@ func pathParams(pattern string) []string {
 			return out
 		}
 		if name := strings.TrimSuffix(pattern[i+1:i+j], "..."); name != "" {
-			out = append(out, name)
+			out = append(out, wildcard{name, name + " in the path"})
 		}
 		pattern = pattern[i+j+1:]
 	}
