@@ -33,34 +33,28 @@ fi
 
 mkdir -p "$work/data" "$work/documents"
 # As in the task: TLS with a self-signed certificate, its own data and documents
-# directories, and an empty environment otherwise (no HOME to write to). The port is
-# drawn below Linux's ephemeral range (32768 and up, where the machine's outgoing
-# connections take theirs) and drawn again if another process holds it.
-for attempt in 1 2 3 4 5; do
-  port=$(( 20000 + RANDOM % 12000 ))
-  env -i PATH=/usr/bin:/bin HOME=/nonexistent \
-    REGISTRAR_DATA="$work/data" REGISTRAR_DOCUMENTS_DIR="$work/documents" \
-    REGISTRAR_ADDR="127.0.0.1:$port" REGISTRAR_TLS_SELF_SIGNED=true \
-    "$out" serve >"$work/log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 100); do
-    if curl -fsk --max-time 2 "https://127.0.0.1:$port/healthz" >/dev/null 2>&1 && kill -0 "$pid" 2>/dev/null; then
-      echo "check-binary: static binary serves /healthz over TLS on 127.0.0.1:$port"
-      exit 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      wait "$pid" 2>/dev/null || true
-      pid=""
-      if grep -q "address already in use" "$work/log" && [[ $attempt -lt 5 ]]; then
-        continue 2 # another process has the port: draw another
-      fi
-      echo "check-binary: registrar exited:" >&2
-      cat "$work/log" >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
-  echo "check-binary: no answer on /healthz within 20 s:" >&2
-  cat "$work/log" >&2
-  exit 1
+# directories, and an empty environment otherwise (no HOME to write to). Port 0: the
+# server takes a free port and prints the address it listens on.
+env -i PATH=/usr/bin:/bin HOME=/nonexistent \
+  REGISTRAR_DATA="$work/data" REGISTRAR_DOCUMENTS_DIR="$work/documents" \
+  REGISTRAR_ADDR="127.0.0.1:0" REGISTRAR_TLS_SELF_SIGNED=true \
+  "$out" serve >"$work/log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  base=$(sed -n 's|.*listening on \(https://127\.0\.0\.1:[0-9]*\).*|\1|p' "$work/log" | head -1)
+  if [[ -n "$base" ]] && curl -fsk --max-time 2 "$base/healthz" >/dev/null 2>&1 && kill -0 "$pid" 2>/dev/null; then
+    echo "check-binary: static binary serves /healthz over TLS on ${base#https://}"
+    exit 0
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid" 2>/dev/null || true
+    pid=""
+    echo "check-binary: registrar exited:" >&2
+    cat "$work/log" >&2
+    exit 1
+  fi
+  sleep 0.2
 done
+echo "check-binary: no answer on /healthz within 20 s:" >&2
+cat "$work/log" >&2
+exit 1
