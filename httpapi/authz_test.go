@@ -43,17 +43,16 @@ type azOptions struct {
 	loc   *time.Location // the district's time zone (UTC if nil)
 	oidc  *authn.OIDC
 	extra bool // load azExtra() after the test district
-	pg    bool // on a PostgreSQL database (pgtest.Shared) instead of SQLite
 }
 
 // azOnBothEngines runs fn on SQLite and on PostgreSQL, as parallel subtests: scopes
 // are SQL predicates written per engine (authz, sqlstore's dialects), so every access
 // rule is checked on both.
-func azOnBothEngines(t *testing.T, fn func(t *testing.T, pg bool)) {
+func azOnBothEngines(t *testing.T, fn func(t *testing.T)) {
 	t.Parallel()
 	pgtest.ForEachEngine(t, func(t *testing.T) {
 		t.Parallel()
-		fn(t, pgtest.EngineOf(t) == "postgres")
+		fn(t)
 	})
 }
 
@@ -91,7 +90,7 @@ func newAZHarness(t *testing.T, o azOptions) *azHarness {
 	log := slog.New(slog.NewJSONHandler(lw, nil))
 	ctx := context.Background()
 	so := sqlstore.Options{Path: dir + "/registrar.db", Chain: "test", Vault: v, Logger: log}
-	if o.pg {
+	if pgtest.EngineOf(t) == "postgres" { // under azOnBothEngines' postgres subtest
 		so.URL = pgtest.Shared(t).NewDatabase(t)
 	}
 	st, err := sqlstore.Open(ctx, so)
@@ -1043,7 +1042,7 @@ func azTokens(h *azHarness) map[string]string {
 
 func TestAuthorizationMatrix(t *testing.T) { azOnBothEngines(t, testAuthorizationMatrix) }
 
-func testAuthorizationMatrix(t *testing.T, pg bool) {
+func testAuthorizationMatrix(t *testing.T) {
 	w := newAZWorld()
 	type run struct {
 		name       string
@@ -1059,7 +1058,7 @@ func testAuthorizationMatrix(t *testing.T, pg bool) {
 	var tally azTally
 	t.Run("every GET route answers every principal with exactly the rows of the access table", func(t *testing.T) {
 		for _, rn := range runs {
-			h := newAZHarness(t, azOptions{extra: true, pg: pg})
+			h := newAZHarness(t, azOptions{extra: true})
 			h.setNow(rn.day)
 			tokens := azTokens(h)
 			today := rn.day.Format(time.DateOnly)
@@ -1395,8 +1394,8 @@ func TestIDORAttemptsAnswerAsIfTheRecordDidNotExist(t *testing.T) {
 	azOnBothEngines(t, testIDORAttemptsAnswerAsIfTheRecordDidNotExist)
 }
 
-func testIDORAttemptsAnswerAsIfTheRecordDidNotExist(t *testing.T, pg bool) {
-	h := newAZHarness(t, azOptions{extra: true, pg: pg})
+func testIDORAttemptsAnswerAsIfTheRecordDidNotExist(t *testing.T) {
+	h := newAZHarness(t, azOptions{extra: true})
 	teacherA := h.user(testdistrict.TeacherA)
 	principalA := h.user(testdistrict.PrincipalA)
 	guardian := h.user(testdistrict.Guardian)
@@ -1443,8 +1442,8 @@ func TestFieldPolicyHidesFieldsAsIfTheyDidNotExist(t *testing.T) {
 	azOnBothEngines(t, testFieldPolicyHidesFieldsAsIfTheyDidNotExist)
 }
 
-func testFieldPolicyHidesFieldsAsIfTheyDidNotExist(t *testing.T, pg bool) {
-	h := newAZHarness(t, azOptions{pg: pg})
+func testFieldPolicyHidesFieldsAsIfTheyDidNotExist(t *testing.T) {
+	h := newAZHarness(t, azOptions{})
 	guardian, teacherA, principalA := h.user(testdistrict.Guardian), h.user(testdistrict.TeacherA), h.user(testdistrict.PrincipalA)
 	minorID := "SID-9-" + testdistrict.Canary // the minor is the ninth user of the test district
 	tests := []struct {
@@ -1507,8 +1506,8 @@ func TestFiltersAndPagingNeverReachRowsOutOfScope(t *testing.T) {
 	azOnBothEngines(t, testFiltersAndPagingNeverReachRowsOutOfScope)
 }
 
-func testFiltersAndPagingNeverReachRowsOutOfScope(t *testing.T, pg bool) {
-	h := newAZHarness(t, azOptions{extra: true, pg: pg})
+func testFiltersAndPagingNeverReachRowsOutOfScope(t *testing.T) {
+	h := newAZHarness(t, azOptions{extra: true})
 	teacherA := h.user(testdistrict.TeacherA)
 	schoolA := h.client(azReadScopes, testdistrict.SchoolA)
 	tests := []struct {
@@ -1579,8 +1578,8 @@ func TestGradebookWritesOutOfScopeChangeNothing(t *testing.T) {
 	azOnBothEngines(t, testGradebookWritesOutOfScopeChangeNothing)
 }
 
-func testGradebookWritesOutOfScopeChangeNothing(t *testing.T, pg bool) {
-	h := newAZHarness(t, azOptions{extra: true, pg: pg})
+func testGradebookWritesOutOfScopeChangeNothing(t *testing.T) {
+	h := newAZHarness(t, azOptions{extra: true})
 	teacherA := h.user(testdistrict.TeacherA)
 	teacherA2 := h.user(testdistrict.TeacherA2)
 	// A school A client that may write results but read no roster: its references
