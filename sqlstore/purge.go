@@ -103,6 +103,14 @@ func (s *Store) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error
 	if req.Signer == nil {
 		return res, errors.New("sqlstore: purge needs a certificate signer")
 	}
+	// The reason goes into the signed certificate: a reference such as a request
+	// number, not personal data, and text both engines can hold (records.ValidText).
+	if len(req.Reason) > 200 {
+		return res, &records.Error{Code: records.Invalid, Field: "reason", Message: "reason is at most 200 characters: a reference such as a request number"}
+	}
+	if err := records.ValidText(req.Reason); err != nil {
+		return res, &records.Error{Code: records.Invalid, Field: "reason", Message: "reason " + err.Error()}
+	}
 	docs := 0
 	if req.Documents != nil {
 		n, err := req.Documents.Count(req.Student)

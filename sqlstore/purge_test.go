@@ -249,6 +249,21 @@ func TestPurgeRefusals(t *testing.T) { // not parallel: it adds a purge guard
 			t.Fatalf("the refused purge deleted something: %v", err)
 		}
 	})
+	// The reason is signed into the certificate: checked here, for the API and the CLI.
+	for name, reason := range map[string]string{"a NUL byte": "req\x00", "bytes that are not UTF-8": "req\xff", "more than 200 characters": strings.Repeat("r", 201)} {
+		t.Run("a reason with "+name+" is refused", func(t *testing.T) {
+			r := req(testdistrict.Student3)
+			r.Reason = reason
+			_, err := k.store.Purge(ctx, r)
+			var re *records.Error
+			if !errors.As(err, &re) || re.Code != records.Invalid || re.Field != "reason" {
+				t.Fatalf("got %v, want the reason refused", err)
+			}
+			if _, err := k.store.Get(ctx, sqlstore.Query{Entity: records.User}, testdistrict.Student3); err != nil {
+				t.Fatalf("the student is gone after a refused purge: %v", err)
+			}
+		})
+	}
 	for name, id := range map[string]string{"someone who is not a student": testdistrict.TeacherA, "an unknown id": "nobody"} {
 		t.Run(name+" is not found", func(t *testing.T) {
 			_, err := k.store.Purge(ctx, req(id))
