@@ -96,7 +96,7 @@ func testKillDuringImportLeavesTheStoreAsItWas(t *testing.T) {
 	}
 	data := t.TempDir()
 	db := dbRef{path: filepath.Join(data, "registrar.db")}
-	if engineOf(t) == "postgres" {
+	if pgtest.EngineOf(t) == "postgres" {
 		db = dbRef{url: pgtest.Shared(t).NewDatabase(t)}
 	}
 	// store gives the subcommands the data folder (keys) and, on PostgreSQL, the database.

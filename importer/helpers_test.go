@@ -35,7 +35,7 @@ func golden(name string) string { return filepath.Join("..", "testdata", "csv", 
 
 // The tests run on both engines: forEachEngine runs a test as the subtests "sqlite"
 // and "postgres", and newStore opens a store on the engine of the subtest it is
-// called in (engineOf). PostgreSQL is the server pgtest gives (REGISTRAR_TEST_POSTGRES_URL,
+// called in (pgtest.EngineOf). PostgreSQL is the server pgtest gives (REGISTRAR_TEST_POSTGRES_URL,
 // or one started for this test binary), a fresh database per store.
 
 // forEachEngine runs fn as a subtest per engine (pgtest.ForEachEngine), in parallel
@@ -45,9 +45,6 @@ func forEachEngine(t *testing.T, fn func(t *testing.T)) {
 	t.Parallel()
 	pgtest.ForEachEngine(t, fn)
 }
-
-// engineOf is the engine of the forEachEngine subtest t is (or is nested in).
-func engineOf(t testing.TB) string { return pgtest.EngineOf(t) }
 
 // dbRef names a database: an SQLite file or a PostgreSQL URL.
 type dbRef struct{ path, url string }
@@ -79,7 +76,7 @@ func (r dbRef) rebind(q string) string {
 	return sqlstore.RebindDollar(q)
 }
 
-// testStore is a store on a real database of the test's engine (engineOf): SQLite in
+// testStore is a store on a real database of the test's engine (pgtest.EngineOf): SQLite in
 // a temporary folder, or a fresh PostgreSQL database with its keys in a temporary folder.
 type testStore struct {
 	*sqlstore.Store
@@ -99,7 +96,7 @@ func newStore(t testing.TB) *testStore {
 
 func openStore(t testing.TB, dir string) *testStore {
 	t.Helper()
-	return openStoreOn(t, dir, engineOf(t))
+	return openStoreOn(t, dir, pgtest.EngineOf(t))
 }
 
 // openStoreOn is openStore on the engine named ("sqlite" or "postgres").

@@ -27,21 +27,15 @@ type pgMain struct{ m *testing.M }
 func (p pgMain) Run() int { return pgtest.Main(p.m) }
 
 // The store-backed tests run on both engines: the embedded stream, its leases and
-// checkpoints, the inbox and the outbox are SQL of their own on each. forEachEngine
+// checkpoints, the inbox and the outbox are SQL of their own on each. pgtest.ForEachEngine
 // runs a test as the subtests "sqlite" and "postgres"; newStore and newDistrict open
-// the engine of the subtest they are called in (engineOf). PostgreSQL is the server
+// the engine of the subtest they are called in (pgtest.EngineOf). PostgreSQL is the server
 // pgtest.Shared gives, a fresh database per store.
-
-// forEachEngine runs fn as a subtest per engine, one after the other.
-func forEachEngine(t *testing.T, fn func(t *testing.T)) { pgtest.ForEachEngine(t, fn) }
-
-// engineOf is the engine of the forEachEngine subtest t is (or is nested in).
-func engineOf(t testing.TB) string { return pgtest.EngineOf(t) }
 
 // newStore opens an empty store in a temp dir, on the engine of the test.
 func newStore(t testing.TB) *sqlstore.Store {
 	t.Helper()
-	return newStoreOn(t, engineOf(t))
+	return newStoreOn(t, pgtest.EngineOf(t))
 }
 
 // newStoreOn is newStore on the engine named ("sqlite" or "postgres").

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"registrar/internal/pgtest"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,7 +141,7 @@ func userMessages(prefix string, n int, family string) []stream.Message {
 }
 
 func TestThrottlingResetsAndExpiredIteratorsLoseNothing(t *testing.T) {
-	forEachEngine(t, testThrottlingResetsAndExpiredIteratorsLoseNothing)
+	pgtest.ForEachEngine(t, testThrottlingResetsAndExpiredIteratorsLoseNothing)
 }
 
 func testThrottlingResetsAndExpiredIteratorsLoseNothing(t *testing.T) {
@@ -192,7 +193,7 @@ func testThrottlingResetsAndExpiredIteratorsLoseNothing(t *testing.T) {
 }
 
 func TestReshardingKeepsEveryEventAndPerKeyOrder(t *testing.T) {
-	forEachEngine(t, testReshardingKeepsEveryEventAndPerKeyOrder)
+	pgtest.ForEachEngine(t, testReshardingKeepsEveryEventAndPerKeyOrder)
 }
 
 func testReshardingKeepsEveryEventAndPerKeyOrder(t *testing.T) {

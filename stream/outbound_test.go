@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"encoding/json"
+	"registrar/internal/pgtest"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // dependency flag are in the change log (the scope cache watches them) but are not
 // OneRoster entities, so they are skipped, and the relay moves on past them.
 func TestOutboundRelayPublishesOneRosterChangesOnly(t *testing.T) {
-	forEachEngine(t, testOutboundRelayPublishesOneRosterChangesOnly)
+	pgtest.ForEachEngine(t, testOutboundRelayPublishesOneRosterChangesOnly)
 }
 
 func testOutboundRelayPublishesOneRosterChangesOnly(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 )
 
 // district is a store loaded with the test district, on the engine of the test
-// (engineOf), and its file's path or its PostgreSQL URL.
+// (pgtest.EngineOf), and its file's path or its PostgreSQL URL.
 type district struct {
 	store *sqlstore.Store
 	path  string
@@ -57,7 +57,7 @@ func newDistrict(t testing.TB) *district {
 	logs := &syncBuffer{}
 	path := dir + "/registrar.db"
 	o := sqlstore.Options{Path: path, Chain: "test", Vault: v, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
-	if engineOf(t) == "postgres" {
+	if pgtest.EngineOf(t) == "postgres" {
 		o.URL = pgtest.Shared(t).NewDatabase(t)
 	}
 	st, err := sqlstore.Open(context.Background(), o)
@@ -209,7 +209,7 @@ func newWorker(d *district, id string, tl *tally, in ...stream.Source) *stream.W
 }
 
 func TestWorkerAppliesEventsAndDeadLettersBadOnes(t *testing.T) {
-	forEachEngine(t, testWorkerAppliesEventsAndDeadLettersBadOnes)
+	pgtest.ForEachEngine(t, testWorkerAppliesEventsAndDeadLettersBadOnes)
 }
 
 func testWorkerAppliesEventsAndDeadLettersBadOnes(t *testing.T) {
@@ -274,7 +274,7 @@ func testWorkerAppliesEventsAndDeadLettersBadOnes(t *testing.T) {
 }
 
 func TestWorkerAppliesOnlyWhatTheClientsScopeAllows(t *testing.T) {
-	forEachEngine(t, testWorkerAppliesOnlyWhatTheClientsScopeAllows)
+	pgtest.ForEachEngine(t, testWorkerAppliesOnlyWhatTheClientsScopeAllows)
 }
 
 func testWorkerAppliesOnlyWhatTheClientsScopeAllows(t *testing.T) {
@@ -317,7 +317,7 @@ func testWorkerAppliesOnlyWhatTheClientsScopeAllows(t *testing.T) {
 }
 
 func TestAReplayedBatchLeavesNoDuplicate(t *testing.T) {
-	forEachEngine(t, testAReplayedBatchLeavesNoDuplicate)
+	pgtest.ForEachEngine(t, testAReplayedBatchLeavesNoDuplicate)
 }
 
 func testAReplayedBatchLeavesNoDuplicate(t *testing.T) {
@@ -360,7 +360,7 @@ func testAReplayedBatchLeavesNoDuplicate(t *testing.T) {
 }
 
 func TestWorkersShareShardsAndTakeOverExpiredLeases(t *testing.T) {
-	forEachEngine(t, testWorkersShareShardsAndTakeOverExpiredLeases)
+	pgtest.ForEachEngine(t, testWorkersShareShardsAndTakeOverExpiredLeases)
 }
 
 func testWorkersShareShardsAndTakeOverExpiredLeases(t *testing.T) {
